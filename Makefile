@@ -1,0 +1,12 @@
+# The two commands (see README.md): `make run` starts the workbench, `make test` runs the whole default suite.
+.PHONY: run test test-slow bench docs setup
+setup:
+	bash scripts/bootstrap.sh
+run:
+	bash scripts/run_workbench.sh
+test:
+	bash scripts/test.sh
+test-slow:  ## long experiments too (`#| slow` cells)
+	bash scripts/bootstrap.sh && .venv/bin/nbdev_test --flags slow --n_workers 1
+bench:
+	bash scripts/bootstrap.sh && for f in benchmarks/bench_*.py; do .venv/bin/python $$f; done

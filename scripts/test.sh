@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The README's test command: bootstrap, then export the notebooks and check the committed package matches, run the
+# notebooks (nbdev_test, default flags: `#| slow` cells skipped) and pytest on tests/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+export HF_HUB_OFFLINE=1 INTERPWB_PROGRESS=0 PYTHONWARNINGS=ignore
+# Browser tests need Debian chromium: install it when we are root and it is missing; otherwise they skip, saying why.
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "[test] installing Debian chromium for the browser tests"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+    || echo "[test] could not install chromium; browser tests will skip"
+fi
+echo "[test] nbdev_export + check that interpwb/ matches the notebooks"
+.venv/bin/nbdev_export
+if [ -d .git ] && ! git diff --quiet -- interpwb; then
+  echo "[test] FAIL: interpwb/ differs from what nbdev_export makes from nbs/ (edit notebooks, export, commit):"
+  git --no-pager diff --stat -- interpwb; exit 1
+fi
+if [ -d .git ] && [ -n "$(git ls-files --others --exclude-standard -- interpwb)" ]; then
+  echo "[test] FAIL: nbdev_export made files that are not committed:"; git ls-files --others --exclude-standard -- interpwb; exit 1
+fi
+echo "[test] nbdev_test (notebooks, slow cells skipped)"
+.venv/bin/nbdev_test --n_workers "${NB_WORKERS:-2}" --timing
+echo "[test] pytest tests/"
+.venv/bin/python -m pytest tests/ "$@"

@@ -1,0 +1,87 @@
+"Activation collection is padding-correct on the real model, stops early, and the store survives interruption."
+import json, shutil
+import pytest, torch
+from interpwb.activations import collect_activations, ActivationStore, write_activation_store
+from interpwb.core import ArtifactError
+from interpwb.models import chat_prompt
+from interpwb.testing import sample_texts
+
+HOOK = "blocks.14.hook_resid_post"
+
+@pytest.mark.parametrize("side", ["right", "left"])
+@pytest.mark.parametrize("pool", ["last", "mean", "all"])
+def test_batched_activation_equals_running_each_text_alone(model, side, pool):
+    texts = sample_texts(5, seed=3, min_words=1, max_words=40)
+    batched = collect_activations(model, texts, HOOK, pool=pool, padding_side=side, drop_first=True, batch_size=5)[HOOK]
+    alone = torch.cat([collect_activations(model, [t], HOOK, pool=pool, drop_first=True)[HOOK]
+                       if pool == "all" else collect_activations(model, [t], HOOK, pool=pool, drop_first=True)[HOOK]
+                       for t in texts])
+    scale = alone.norm(dim=-1).mean()
+    assert (batched - alone).norm(dim=-1).max() / scale < 1e-4
+
+def test_last_is_the_last_real_token_not_padding(model):
+    texts = ["Hi", "A considerably longer sentence, so that the first one gets padded a lot."]
+    for side in ["left", "right"]:
+        acts = collect_activations(model, texts, HOOK, pool="all", padding_side=side)
+        last = collect_activations(model, texts, HOOK, pool="last", padding_side=side)[HOOK]
+        for i in range(2):
+            rows = acts[HOOK][acts.index[:, 0] == i]
+            assert torch.allclose(last[i], rows[-1], atol=1e-3)
+
+def test_drop_first_removes_the_attention_sink(model):
+    text = [chat_prompt(model, "Tell me about tea.")]
+    keep = collect_activations(model, text, HOOK, pool="all")
+    drop = collect_activations(model, text, HOOK, pool="all", drop_first=True)
+    assert len(keep[HOOK]) == len(drop[HOOK]) + 1
+    norms = keep[HOOK].norm(dim=-1)
+    assert norms[0] > 20 * norms[1:].median()    # position 0 is the sink at this depth
+    assert (drop.index[:, 1] > 0).all()
+
+def test_collection_runs_only_up_to_the_deepest_requested_layer(model):
+    seen = []
+    from transformer_lens.hook_points import HookPoint
+    hook = model.hook_dict["blocks.20.hook_resid_post"]
+    handle = hook.register_forward_hook(lambda *a: seen.append(1))
+    try: collect_activations(model, ["Hello there"], "blocks.5.hook_resid_post")
+    finally: handle.remove()
+    assert seen == []
+
+def test_metadata_and_float32_cpu(model):
+    acts = collect_activations(model, ["a", "b c"], ["blocks.2.hook_resid_post", "blocks.2.mlp.hook_out"], pool="mean")
+    assert acts.meta["model"] == "SmolLM2-135M-Instruct" and acts.meta["pool"] == "mean" and acts.meta["n_texts"] == 2
+    for a in acts.acts.values(): assert a.dtype == torch.float32 and a.device.type == "cpu" and a.shape == (2, 576)
+    with pytest.raises(KeyError, match="Known"): acts["blocks.3.hook_resid_post"]
+
+def test_bad_inputs_are_named(model):
+    with pytest.raises(ValueError, match="at least one text"): collect_activations(model, [], HOOK)
+    with pytest.raises(KeyError, match="pooling"): collect_activations(model, ["x"], HOOK, pool="max")
+    with pytest.raises(KeyError, match="hook point"): collect_activations(model, ["x"], "blocks.99.hook_resid_post")
+
+def test_store_interrupted_mid_shard_stays_readable_and_resumes(tiny, tmp_path):
+    texts = sample_texts(24, seed=5)
+    full = write_activation_store(tiny, texts, "blocks.1.hook_resid_post", tmp_path/"full", texts_per_shard=5).read_all()
+    # simulate a crash after 2 shards: a third shard file half-written, metadata not yet updated
+    part = tmp_path/"part"
+    write_activation_store(tiny, texts[:10], "blocks.1.hook_resid_post", part, texts_per_shard=5)
+    meta = json.loads((part/"meta.json").read_text()); meta["n_texts_total"] = len(texts)
+    (part/"meta.json").write_text(json.dumps(meta))
+    (part/"shard_00002.safetensors.partial.tmp").write_bytes(b"\x00" * 100)
+    store = ActivationStore(part)
+    assert len(store) == sum(s["n"] for s in store.meta["shards"]) and store.meta["texts_done"] == 10
+    resumed = write_activation_store(tiny, texts, "blocks.1.hook_resid_post", part, texts_per_shard=5)
+    assert torch.allclose(resumed.read_all(), full, atol=1e-5)
+
+def test_store_refuses_another_model_or_hook(tiny, tmp_path):
+    write_activation_store(tiny, sample_texts(4), "blocks.1.hook_resid_post", tmp_path/"s")
+    with pytest.raises(ArtifactError, match="hook_point"):
+        write_activation_store(tiny, sample_texts(4), "blocks.0.hook_resid_post", tmp_path/"s")
+
+def test_store_batches_cover_every_row_once_and_shuffle(tiny, tmp_path):
+    store = write_activation_store(tiny, sample_texts(30, seed=2), "blocks.0.hook_resid_post", tmp_path/"s", texts_per_shard=4)
+    rows = store.read_all()
+    batches = list(store.batches(batch_size=64, seed=7, shards_in_memory=2))
+    got = torch.cat(batches)
+    assert got.shape == rows.shape
+    key = lambda t: sorted(map(tuple, t[:, :3].round(decimals=4).tolist()))
+    assert key(got) == key(rows)
+    assert not torch.equal(got, rows)

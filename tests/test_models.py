@@ -1,0 +1,71 @@
+"Foundation checks on the embedded real model: exact logits, KV-cache generation, hook hygiene, loading errors."
+import copy, os, time
+import pytest, torch
+from interpwb.models import (load_model, load_hf, tiny_model, chat_prompt, tokenize, find_hook, hook_points,
+                             EMBEDDED_MODEL)
+
+def test_bridge_logits_equal_plain_hf_within_1e_4():
+    hf, tok = load_hf(None)
+    reference = copy.deepcopy(hf).eval()           # the bridge edits the HF model in place
+    from interpwb.models import _bridge
+    bridge = _bridge(hf, tok, EMBEDDED_MODEL, torch.device("cpu"))
+    toks, _ = tokenize(bridge, [chat_prompt(bridge, "Name three primary colours."), "The quick brown fox"][0])
+    with torch.no_grad():
+        diff = (bridge(toks) - reference(toks).logits).abs().max().item()
+    assert diff < 1e-4, diff
+
+def test_greedy_generation_with_kv_cache_equals_without(model):
+    toks, _ = tokenize(model, chat_prompt(model, "What is the capital of France?"))
+    with_cache = model.generate(toks, max_new_tokens=16, do_sample=False, use_past_kv_cache=True, verbose=False)
+    without = model.generate(toks, max_new_tokens=16, do_sample=False, use_past_kv_cache=False, verbose=False)
+    assert torch.equal(with_cache, without)
+    assert "Paris" in model.tokenizer.decode(with_cache[0, toks.shape[1]:])
+
+def test_hooks_are_gone_after_hooks_context(model):
+    toks, _ = tokenize(model, "Hello world")
+    calls = []
+    def spy(x, hook): calls.append(hook.name); return x * 0
+    with torch.no_grad():
+        clean = model(toks)
+        with model.hooks(fwd_hooks=[("blocks.3.hook_resid_post", spy)]):
+            hooked = model(toks)
+        after = model(toks)
+    assert len(calls) == 1                      # the alias resolves to one real hook point (blocks.3.hook_out)
+    assert all(len(hp._forward_hooks) == 0 for hp in model.hook_dict.values())
+    assert not torch.allclose(clean, hooked)
+    assert torch.equal(clean, after)
+
+def test_unknown_model_name_offline_says_how_to_pass_a_path(monkeypatch):
+    monkeypatch.setenv("INTERPWB_OFFLINE", "1")
+    t0 = time.time()
+    with pytest.raises(FileNotFoundError, match="Pass a local path.*SmolLM2-135M-Instruct"):
+        load_model("no-such-org/no-such-model")
+    assert time.time() - t0 < 15  # fails fast offline, no retry loop
+
+def test_local_folder_loads_by_path(tiny):
+    from interpwb.core import cache_dir
+    folder = cache_dir("models")/"tiny-llama-L2-d64-s0"
+    m = load_model(folder, device="cpu")
+    toks, _ = tokenize(m, "Hello")
+    with torch.no_grad(): assert torch.allclose(m(toks), tiny(toks), atol=1e-5)
+
+def test_tiny_model_reload_is_fast_and_deterministic():
+    a = tiny_model()
+    t0 = time.time(); b = tiny_model(); elapsed = time.time() - t0
+    assert elapsed < 3.0, elapsed   # generous bound for a noisy 2-core machine; typically ~0.5 s
+    toks, _ = tokenize(a, "Same weights")
+    with torch.no_grad(): assert torch.equal(a(toks), b(toks))
+    assert a.cfg.d_vocab == 49152 and a.cfg.n_layers == 2
+
+def test_find_hook_suggests_close_names(model):
+    assert find_hook(model, "blocks.18.hook_resid_post") == "blocks.18.hook_resid_post"
+    with pytest.raises(KeyError, match="Did you mean 'blocks.18.hook_resid_post'"):
+        find_hook(model, "blocks.18.hook_resid_pots")
+    assert "blocks.0.mlp.hook_post" in hook_points(model, "mlp.hook_post")
+
+def test_chat_prompt_starts_with_bos_and_tokenize_never_doubles_it(model):
+    text = chat_prompt(model, "Hi")
+    toks, _ = tokenize(model, text)
+    assert toks[0, 0].item() == model.tokenizer.bos_token_id and toks[0, 1].item() != model.tokenizer.bos_token_id
+    raw, _ = tokenize(model, "Hi", prepend_bos=False)
+    assert raw[0, 0].item() != model.tokenizer.bos_token_id
