@@ -4,7 +4,8 @@ Prints ratios measured side by side in ONE run (these machines are noisy; absolu
     .venv/bin/python benchmarks/bench_activations.py [--threads 2] [--texts 96] [--skip-cold]
 Target: collect_activations / bare loop throughput >= 0.9.
 """
-import argparse, os, shutil, statistics, tempfile, time
+import argparse, functools, os, shutil, statistics, tempfile, time
+print = functools.partial(print, flush=True)
 os.environ.setdefault("HF_HUB_OFFLINE", "1"); os.environ.setdefault("INTERPWB_PROGRESS", "0")
 import torch
 from interpwb.core import set_threads

@@ -1,5 +1,5 @@
-"K-Steering, CAA and linear baselines: classifier training/saving, per-token gradient edits, hook mechanics,
-batched generation, calibration and bad input. Fast: tiny random model, plus a few short runs on the embedded model."
+"""K-Steering, CAA and linear baselines: classifier training/saving, per-token gradient edits, hook mechanics,
+batched generation, calibration and bad input. Fast: tiny random model, plus a few short runs on the embedded model."""
 import math
 import numpy as np
 import pandas as pd

@@ -1,0 +1,109 @@
+"""SAE ensemble benchmarks: prints RATIOS from one run (machines are noisy; compare within a run only).
+
+    python benchmarks/bench_sae.py                       # CPU-sized defaults (a few minutes on 2 cores)
+    python benchmarks/bench_sae.py --d-model 576 --batch 4096 --device cuda   # the issue's sizes, on a GPU
+
+1. MFR overhead: one training step with the MFR penalty vs without, for 2 and 10 SAEs at 8 x d_model latents:
+   exact Hungarian recomputed every step, Hungarian recomputed every N steps (amortised), and the max-cosine variant.
+   The Hungarian assignment is also timed alone (scipy on the CPU, per SAE pair).
+2. Batched ensemble (one stacked module, one bmm) vs the same SAEs stepped one after another, small and large.
+(SAELens comparison: not included — it needs transformer-lens<4 in a separate virtualenv.)
+"""
+import argparse, os, statistics, time
+import torch
+from interpwb.core import set_threads
+from interpwb.mfr import MFRPenalty, match_features
+from interpwb.sae import SAEConfig, SAEEnsemble
+from interpwb.sae_train import SAETrainer
+
+
+def _sync(device):
+    if device.type == "cuda": torch.cuda.synchronize()
+
+
+def time_steps(trainer, x, reps, device):
+    "Median seconds per training step (after one warm-up step)."
+    trainer.step(x)
+    times = []
+    for _ in range(reps):
+        _sync(device); t = time.perf_counter()
+        trainer.step(x)
+        _sync(device); times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def trainer_for(n, d, d_sae, k, device, mfr=None):
+    ens = SAEEnsemble(SAEConfig(d_in=d, d_sae=d_sae, k=k, n_saes=n)).to(device)
+    return SAETrainer(ens, steps=10**6, lr=1e-3, mfr=mfr, dead_handling="none", lr_warmup_steps=0)
+
+
+def bench_mfr(args, device):
+    d, d_sae = args.d_model, 8 * args.d_model
+    x = torch.randn(args.batch, d, device=device)
+    print(f"\n== MFR overhead: d_model={d}, d_sae={d_sae}, k={args.k}, batch={args.batch}, device={device}, "
+          f"threads={torch.get_num_threads()}")
+    dicts = torch.nn.functional.normalize(torch.randn(2, d_sae, d), dim=-1)
+    t = time.perf_counter(); match_features(dicts[0], dicts[1]); t_h = time.perf_counter() - t
+    print(f"Hungarian assignment alone ({d_sae} x {d_sae}, scipy, one pair): {t_h:.2f} s")
+    for n in args.n_saes:
+        base = time_steps(trainer_for(n, d, d_sae, args.k, device), x, args.reps, device)
+        row = {"no MFR (s/step)": base}
+        variants = {"maxcos": MFRPenalty(1.0, "maxcos", warmup_steps=0),
+                    f"hungarian every {args.every}": MFRPenalty(1.0, "hungarian", warmup_steps=0, recompute_every=args.every)}
+        if n * (n - 1) / 2 * t_h < args.max_hungarian_s: variants["hungarian every step"] = MFRPenalty(1.0, "hungarian", warmup_steps=0)
+        for name, pen in variants.items():
+            tr = trainer_for(n, d, d_sae, args.k, device, pen)
+            if name.startswith("hungarian every") and name != "hungarian every step":
+                tr.step(x)  # computes the assignment once; the timed steps reuse it (recompute_every > reps)
+                cached = time_steps(tr, x, args.reps, device)
+                per_step = cached + n * (n - 1) / 2 * t_h / args.every  # amortised cost of the recompute
+                row[name] = per_step
+            else:
+                row[name] = time_steps(tr, x, max(1, args.reps // 2) if "step" in name else args.reps, device)
+        print(f"{n:>2} SAEs: no-MFR step {base*1e3:.1f} ms; " +
+              "; ".join(f"{k} {v/base:.2f}x" for k, v in row.items() if k != "no MFR (s/step)"))
+        if "hungarian every step" not in row:
+            print(f"   (exact Hungarian every step skipped: {n*(n-1)//2} pairs x {t_h:.2f} s per step)")
+
+
+def bench_batched(args, device):
+    print(f"\n== Batched ensemble vs sequential SAEs (device={device}, threads={torch.get_num_threads()})")
+    for d, batch in [(64, 1024), (args.d_model, args.batch)]:
+        d_sae, n = 8 * d, args.batched_n
+        x = torch.randn(batch, d, device=device)
+        batched = time_steps(trainer_for(n, d, d_sae, args.k, device), x, args.reps, device)
+        singles = [trainer_for(1, d, d_sae, args.k, device) for _ in range(n)]
+        for s in singles: s.step(x)
+        times = []
+        for _ in range(args.reps):
+            _sync(device); t = time.perf_counter()
+            for s in singles: s.step(x)
+            _sync(device); times.append(time.perf_counter() - t)
+        seq = statistics.median(times)
+        print(f"{n} SAEs {d}->{d_sae}, batch {batch}: batched {batched*1e3:.1f} ms/step, sequential {seq*1e3:.1f} ms/step "
+              f"-> batched is {seq/batched:.2f}x faster")
+
+
+def main():
+    p = argparse.ArgumentParser(description="SAE / MFR benchmarks (ratios)")
+    p.add_argument("--d-model", type=int, default=128)
+    p.add_argument("--k", type=int, default=32)
+    p.add_argument("--batch", type=int, default=1024)
+    p.add_argument("--n-saes", type=int, nargs="+", default=[2, 10])
+    p.add_argument("--batched-n", type=int, default=4)
+    p.add_argument("--every", type=int, default=50, help="Hungarian recompute interval")
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--max-hungarian-s", type=float, default=30.0, help="skip exact per-step Hungarian above this cost")
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args()
+    os.environ.setdefault("INTERPWB_PROGRESS", "0")
+    set_threads(args.threads)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    bench_mfr(args, device)
+    bench_batched(args, device)
+
+
+if __name__ == "__main__":
+    main()
