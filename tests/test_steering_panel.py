@@ -65,7 +65,7 @@ def test_steering_panel_in_a_real_browser(browser_ready, artifacts_dir, tmp_path
         status = page.locator(".interpwb-steering-status")
         page.wait_for_function("() => document.querySelector('.interpwb-steering-status').innerText.includes('generation 1')", timeout=120_000)
         steered_before = page.locator(".interpwb-steered-text").inner_text()
-        bars_before = page.locator(".js-plotly-plot").first.evaluate("el => JSON.stringify(el.data.map(t => t.y))")
+        bars_before = page.locator(".interpwb-steering-panel .js-plotly-plot").last.evaluate("el => JSON.stringify(el.data.map(t => t.y))")
         handle = panel.locator(".noUi-handle").nth(3 if real else 0)  # an attribute slider ("casual" / "loud")
         box = handle.bounding_box()
         page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
@@ -75,10 +75,10 @@ def test_steering_panel_in_a_real_browser(browser_ready, artifacts_dir, tmp_path
         page.wait_for_function("() => document.querySelector('.interpwb-steering-status').innerText.includes('generation 2')", timeout=120_000)
         time.sleep(2)  # let plotly finish drawing
         steered_after = page.locator(".interpwb-steered-text").inner_text()
-        bars_after = page.locator(".js-plotly-plot").first.evaluate("el => JSON.stringify(el.data.map(t => t.y))")
-        assert steered_after != steered_before, steered_after
-        assert bars_after != bars_before
+        bars_after = page.locator(".interpwb-steering-panel .js-plotly-plot").last.evaluate("el => JSON.stringify(el.data.map(t => t.y))")
         page.screenshot(path=str(artifacts_dir/"steering_panel.png"), full_page=True)
+        assert steered_after != steered_before, steered_after
+        assert bars_after != bars_before and bars_before != "[]", (bars_before, bars_after)
         assert not [e for e in page.console_errors if "plotly" in e.lower() or "widget" in e.lower()], page.console_errors
     if real or not (IMAGES/"steering_panel.png").exists():
         IMAGES.mkdir(exist_ok=True)
