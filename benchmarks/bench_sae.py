@@ -22,14 +22,14 @@ def _sync(device):
 
 
 def time_steps(trainer, x, reps, device):
-    "Median seconds per training step (after one warm-up step)."
+    "Fastest of `reps` timed training steps (after one warm-up step): the minimum is the least disturbed by other load."
     trainer.step(x)
     times = []
     for _ in range(reps):
         _sync(device); t = time.perf_counter()
         trainer.step(x)
         _sync(device); times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return min(times)
 
 
 def trainer_for(n, d, d_sae, k, device, mfr=None):
@@ -79,7 +79,7 @@ def bench_batched(args, device):
             _sync(device); t = time.perf_counter()
             for s in singles: s.step(x)
             _sync(device); times.append(time.perf_counter() - t)
-        seq = statistics.median(times)
+        seq = min(times)
         print(f"{n} SAEs {d}->{d_sae}, batch {batch}: batched {batched*1e3:.1f} ms/step, sequential {seq*1e3:.1f} ms/step "
               f"-> batched is {seq/batched:.2f}x faster")
 

@@ -22,14 +22,20 @@ def app_page():
         with browser_page("about:blank", viewport=(1400, 1100)) as page:
             page.set_default_timeout(120_000)
             page.failed_requests = []
-            page.on("requestfailed", lambda r: page.failed_requests.append(f"{r.url} ({r.failure})"))
-            page.goto(url, timeout=600_000)  # Voila answers once the notebook has run (imports: slow on busy machines)
-            page.wait_for_selector(".interpwb-workbench", timeout=300_000)
-            t0 = time.time()
-            while time.time() - t0 < READY_TIMEOUT:
-                status = page.locator(".interpwb-workbench").inner_text()
-                if "Ready:" in status or "Workbench failed" in status: break
-                page.wait_for_timeout(2000)
+            page.on("requestfailed", lambda r: page.failed_requests.append(f"{r.url} ({r.failure})")
+                    if "ERR_ABORTED" not in (r.failure or "") else None)
+            for launch in range(2):
+                page.goto(url, timeout=600_000)  # Voila answers once the notebook has run (slow on busy machines)
+                page.wait_for_selector(".interpwb-workbench", timeout=300_000)
+                t0 = time.time()
+                while time.time() - t0 < READY_TIMEOUT:
+                    status = page.locator(".interpwb-workbench").inner_text()
+                    if "Ready:" in status or "Workbench failed" in status: break
+                    page.wait_for_timeout(2000)
+                if "reload the page" not in status: break
+                # first launch on this machine: artifacts were built in the background; the app asks for a reload,
+                # and the second launch (a new kernel) finds them cached and builds in line
+                page.console_errors.clear(); page.failed_requests.clear()
             yield page
 
 def tab_titles(page) -> list[str]:
@@ -53,8 +59,9 @@ def wait_changed(panel, before:str, timeout:float=120) -> str:
 def test_workbench_is_ready_and_has_all_tabs(app_page, artifacts_dir):
     from interpwb.app import default_panels
     status = app_page.locator(".interpwb-workbench").inner_text()
+    (ROOT/"nbs"/"images").mkdir(exist_ok=True)
     app_page.screenshot(path=str(artifacts_dir/"workbench_first_tab.png"))
-    assert "Ready:" in status, status[:2000]
+    assert "Ready:" in status and "reload the page" not in status, status[:2000]
     titles = tab_titles(app_page)
     assert titles == [s.title for s in default_panels()], titles
     assert "interpwb workbench" in status
@@ -71,10 +78,10 @@ def test_every_tab_renders_with_its_help_line(app_page, artifacts_dir):
             assert panel.locator(".widget-slider, .widget-dropdown, button, .widget-toggle-buttons").count() > 0, spec.title
         app_page.screenshot(path=str(artifacts_dir/f"workbench_{spec.title.lower()}.png"))
 
-def _slide(panel, page, index:int=0, presses:int=3):
+def _slide(panel, page, index:int=0, presses:int=3, key:str="ArrowRight"):
     handle = panel.locator(".widget-slider .noUi-handle").nth(index)
     handle.focus()
-    for _ in range(presses): page.keyboard.press("ArrowRight")
+    for _ in range(presses): page.keyboard.press(key)
 
 def test_overlap_panel_responds(app_page, artifacts_dir):
     from interpwb.app import default_panels, find_panel_class
@@ -83,7 +90,7 @@ def test_overlap_panel_responds(app_page, artifacts_dir):
     panel.locator(".plotly-graph-div .main-svg").first.wait_for()
     count = lambda: panel.locator(".interpwb-overlap-panel .widget-html", has_text="features shared").first.inner_text()
     before_count, before = count(), panel.inner_html()
-    _slide(panel, app_page, 0, presses=8)  # the threshold slider: the shared count changes
+    _slide(panel, app_page, 0, presses=30, key="ArrowLeft")  # threshold 0.70 -> 0.40: the shared count changes
     wait_changed(panel, before)
     t0 = time.time()
     while count() == before_count and time.time() - t0 < 60: time.sleep(0.5)

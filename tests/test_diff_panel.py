@@ -78,7 +78,8 @@ def test_diff_panel_in_a_real_browser(browser_ready, artifacts_dir, tmp_path):
         with browser_page(url, viewport=(1400, 1400)) as page:
             card = page.locator(".interpwb-diff-detail")
             card.wait_for(timeout=240_000)
-            page.locator(".js-plotly-plot").first.wait_for(timeout=120_000)
+            page.locator(".js-plotly-plot .scatterlayer .point").first.wait_for(timeout=120_000)
+            assert page.locator(".js-plotly-plot .scatterlayer .point").count() > 20  # the dots are drawn
             before = card.inner_text()
             select = page.locator(".interpwb-diff-panel select").last
             options = select.locator("option").all_inner_texts()

@@ -52,7 +52,9 @@ def test_directives_hidden_cells_and_api_reference(site):
     for p in pages(site):
         text = (site/p).read_text()
         body = re.sub(r"<script.*?</script>", "", text, flags=re.S)
-        assert "#| " not in body and "#|export" not in body, f"{p}: nbdev directive comment left in the page"
+        sources = re.findall(r'class="clipboard-copy-txt"[^>]*>(.*?)</div>', body, flags=re.S)  # each code cell's source
+        left = [l for src in sources for l in src.splitlines() if re.match(r"\s*#\s*\|", l)]
+        assert not left, f"{p}: nbdev directive comments left in code cells: {left[:3]}"
         assert "from fastcore.test import" not in body, f"{p}: a #| hide cell is visible"
         assert "__all__ = [" not in body, f"{p}: an #| export cell's source is visible"
 

@@ -79,7 +79,7 @@ def test_crosscoder_cache_is_checked(pair, tmp_path):
     with pytest.raises(ArtifactError, match="hook_point"): train_crosscoder(other, 16, folder=tmp_path/"cc")
 
 def test_full_run_finds_the_planted_direction_and_round_trips(tiny, tuned, reward, tmp_path):
-    fd = FeatureDiff.run(tiny, tuned, review_texts(24, seed=1), reward, n_layers=1, k=4, steps=120, max_length=24,
+    fd = FeatureDiff.run(tiny, tuned, review_texts(24, seed=1), reward, n_layers=1, k=4, steps=80, max_length=24,
                          cache=tmp_path/"cache")
     f = fd.features
     assert fd.meta["layers"] == [1] and len(f) == 2 * (64 + 128)
@@ -90,8 +90,8 @@ def test_full_run_finds_the_planted_direction_and_round_trips(tiny, tuned, rewar
     key = [n for n in w if "layers.1." in n and "down_proj" in n][0]
     u = torch.linalg.svd((w[key] - wb[key]).float())[0][:, 0]
     from interpwb.reward.diff import load_dictionary as ld
-    dt = ld(tmp_path/"cache"/"L1"/"tuned-large", fd.meta["tuned"], HOOK).dictionary(0)
-    db = ld(tmp_path/"cache"/"L1"/"base-large", fd.meta["base"], HOOK).dictionary(0)
+    dt = ld(tmp_path/"cache"/"L1"/f"{fd.meta['tuned']}-large", fd.meta["tuned"], HOOK).dictionary(0)
+    db = ld(tmp_path/"cache"/"L1"/f"{fd.meta['base']}-large", fd.meta["base"], HOOK).dictionary(0)
     assert (dt @ u).abs().max() > (db @ u).abs().max()
     summary = reward_integrity(f, real_only=False)
     assert list(summary.group[:3]) == ["tuned-only", "tuned shared", "base-only"]
