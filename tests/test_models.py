@@ -81,3 +81,19 @@ def test_second_family_gemma3_loads_and_matches_hf():
     with torch.no_grad(): diff = (bridge(toks) - reference(toks).logits).abs().max().item()
     assert diff < 1e-3, diff
     assert bridge.cfg.n_layers == 18 and bridge.cfg.d_model == 640
+
+def test_load_model_dispatches_adapter_folders(tmp_path):
+    from interpwb.models import _is_adapter
+    (tmp_path/"config.json").write_text('{"kind": "lora-adapter"}')
+    assert _is_adapter(tmp_path)
+    (tmp_path/"config.json").write_text('{"model_type": "llama"}')
+    assert not _is_adapter(tmp_path)
+    (tmp_path/"config.json").write_text('{broken')
+    assert not _is_adapter(tmp_path)
+
+def test_tuned_adapter_loads_through_load_model_when_cached():
+    from interpwb.core import cache_dir
+    folder = cache_dir("reward")/"smollm2-vader-rloo-s0"
+    if not (folder/"config.json").exists(): pytest.skip("no tuned adapter cached yet (made by tutorials/learned_reward)")
+    tuned = load_model(folder, device="cpu")
+    assert tuned.cfg.model_name.startswith("SmolLM2-135M-Instruct+") and tuned.cfg.d_model == 576

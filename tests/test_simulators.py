@@ -180,10 +180,13 @@ def test_panel_on_a_tiny_model_run(tiny):
 def test_simulator_panel_in_a_real_browser(browser_ready, artifacts_dir, tmp_path):
     from interpwb.testing import voila_server, browser_page
     shutil.copy(APP, tmp_path/APP.name)
-    (tmp_path/"voila.json").write_text(json.dumps({"VoilaConfiguration": {"progressive_rendering": True}}))
+    # progressive rendering: the page loads at once and the cell runs afterwards; IPC kernel sockets avoid TCP port
+    # races between the many kernels a busy machine starts
+    (tmp_path/"voila.json").write_text(json.dumps({"VoilaConfiguration": {"progressive_rendering": True},
+                                                   "KernelManager": {"transport": "ipc"}}))
     with voila_server(tmp_path/APP.name, timeout=180, env={"SIMULATOR_RESULTS": ""}) as url, browser_page(url, viewport=(1400, 1500)) as page:
         summary = page.locator(".interpwb-simulator-panel b", has_text="public_goods, n=")
-        summary.wait_for(timeout=240_000)
+        summary.wait_for(timeout=420_000)
         page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
         before = summary.inner_text()
         assert before.startswith("public_goods, n=2, seed 0"), before
