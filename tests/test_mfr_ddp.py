@@ -57,7 +57,7 @@ def test_batch_not_divisible_by_processes_errors(tmp_path):
     out = tmp_path/"bad"
     torchrun = Path(sys.executable).parent/"torchrun"
     cmd = [str(torchrun), "--standalone", "--nproc_per_node=2", str(ROOT/"scripts"/"ddp_train_saes.py"),
-           "--synthetic", "grouped", "--n-samples", "512", "--dim", "32", "--n-features", "64", "--d-sae", "64",
+           "--synthetic", "sharkey", "--n-samples", "512", "--dim", "32", "--n-features", "64", "--d-sae", "64",
            "--k", "4", "--steps", "2", "--batch-size", "255", "--out", str(out)]
     env = dict(os.environ, INTERPWB_PROGRESS="0", OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240, cwd=ROOT)
