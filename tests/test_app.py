@@ -87,7 +87,7 @@ def test_overlap_panel_responds(app_page, artifacts_dir):
     from interpwb.app import default_panels, find_panel_class
     if find_panel_class(default_panels()[1]) is None: pytest.skip("no OverlapPanel in this version")
     panel = open_tab(app_page, "Overlap")
-    panel.locator(".plotly-graph-div .main-svg").first.wait_for()
+    panel.locator(".js-plotly-plot .main-svg").first.wait_for()
     count = lambda: panel.locator(".interpwb-overlap-panel .widget-html", has_text="features shared").first.inner_text()
     before_count, before = count(), panel.inner_html()
     _slide(panel, app_page, 0, presses=30, key="ArrowLeft")  # threshold 0.70 -> 0.40: the shared count changes
@@ -98,7 +98,7 @@ def test_overlap_panel_responds(app_page, artifacts_dir):
     before = panel.inner_html()  # a button: switch to the heatmap view
     panel.locator(".widget-toggle-buttons button", has_text="heatmap").click()
     wait_changed(panel, before)
-    panel.locator(".plotly-graph-div .heatmaplayer, .plotly-graph-div .hm").first.wait_for(timeout=60_000)
+    panel.locator(".js-plotly-plot .heatmaplayer, .js-plotly-plot .hm").first.wait_for(timeout=60_000)
     before = panel.locator("table").first.inner_text()  # select another SAE: the matched-feature table changes
     sel = panel.locator(".widget-dropdown select").nth(1)
     opts = sel.locator("option").all_inner_texts()
@@ -128,7 +128,7 @@ def test_simulators_panel_responds(app_page, artifacts_dir):
     from interpwb.app import default_panels, find_panel_class
     if find_panel_class(default_panels()[3]) is None: pytest.skip("no SimulatorPanel in this version")
     panel = open_tab(app_page, "Simulators")
-    panel.locator(".plotly-graph-div .main-svg").first.wait_for()
+    panel.locator(".js-plotly-plot .main-svg").first.wait_for()
     before = panel.inner_html()
     _slide(panel, app_page, 0, presses=1)  # more simulacra: the heatmap and bars change
     wait_changed(panel, before)
@@ -150,5 +150,10 @@ def test_diff_panel_responds(app_page, artifacts_dir):
     app_page.screenshot(path=str(artifacts_dir/"workbench_diff_driven.png"))
 
 def test_no_console_errors_or_failed_requests(app_page):
+    # Voila's page asks a CDN for Font Awesome's v4 shim CSS (button icons); offline that request fails. Anything
+    # else that fails, and any other console error, is a bug.
+    failed = [u for u in app_page.failed_requests if "fontawesome" not in u]
+    n_cdn = len(app_page.failed_requests) - len(failed)
     errs = [e for e in app_page.console_errors if not re.search(r"favicon|DevTools", e)]
-    assert not errs and not app_page.failed_requests, (errs[:5], app_page.failed_requests[:5])
+    errs = [e for e in errs if "ERR_NAME_NOT_RESOLVED" not in e] + [e for e in errs if "ERR_NAME_NOT_RESOLVED" in e][n_cdn:]
+    assert not errs and not failed, (errs[:5], failed[:5])
