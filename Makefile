@@ -8,5 +8,7 @@ test:
 	bash scripts/test.sh
 test-slow:  ## long experiments too (`#| slow` cells)
 	bash scripts/bootstrap.sh && .venv/bin/nbdev_test --flags slow --n_workers 1
+docs:  ## render every notebook into the static site in site/ (offline)
+	bash scripts/bootstrap.sh && .venv/bin/python scripts/build_docs.py
 bench:
 	bash scripts/bootstrap.sh && for f in benchmarks/bench_*.py; do .venv/bin/python $$f; done

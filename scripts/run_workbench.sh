@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's run command: bootstrap, make sure the embedded model is de-quantised and cached, then start the
-# workbench on 127.0.0.1 and print its URL.
+# workbench app (Voila, app/workbench.ipynb) on 127.0.0.1 and print its URL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
@@ -8,6 +8,5 @@ export HF_HUB_OFFLINE=1
 PORT=${PORT:-8888}
 .venv/bin/python -c "from interpwb.models import load_model; m = load_model(); print('[run] embedded model ready:', m.cfg.model_name)"
 TOKEN=${JUPYTER_TOKEN:-$(.venv/bin/python -c "import secrets; print(secrets.token_hex(16))")}
-echo "[run] workbench: http://127.0.0.1:${PORT}/lab/tree/nbs/index.ipynb?token=${TOKEN}"
-exec .venv/bin/jupyter lab --no-browser --ip=127.0.0.1 --port="$PORT" --ServerApp.token="$TOKEN" \
-  --ServerApp.root_dir="$PWD" --LabApp.default_url=/lab/tree/nbs/index.ipynb
+echo "[run] workbench: http://127.0.0.1:${PORT}/?token=${TOKEN}  (the first launch trains and caches the panels' artifacts: minutes; reload when it says so)"
+cd app && exec ../.venv/bin/voila workbench.ipynb --no-browser --port="$PORT" --Voila.ip=127.0.0.1 --token="$TOKEN"

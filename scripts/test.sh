@@ -11,6 +11,10 @@ if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
     || echo "[test] could not install chromium; browser tests will skip"
 fi
+# The docs test builds the site, whose first build installs vendored JS from the npm registry.
+if ! command -v npm >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null) || echo "[test] no npm: the docs test will fail"
+fi
 echo "[test] nbdev_export + check that interpwb/ matches the notebooks"
 .venv/bin/nbdev_export
 if [ -d .git ] && ! git diff --quiet -- interpwb; then
