@@ -195,7 +195,9 @@ def step(self:SAETrainer, x:torch.Tensor, # this process's shard of the global b
     sum_x, sum_x2, rows = stats[n + n*s:-2], stats[-2], stats[-1]
     self.since_fired = torch.where(counts > 0, 0, self.since_fired + 1)
     self.window_counts += counts; self.window_rows += int(rows)
-    if self.dead_handling == "reinit" and ARCHITECTURES[self.cfg.architecture].uses_k and (self.step_no + 1) % self.reinit_every == 0:
+    # never reset an SAE so close to the end that it cannot retrain (a reset on the last step would return a fresh SAE)
+    late = self.steps - (self.step_no + 1) < self.reinit_every // 2
+    if self.dead_handling == "reinit" and ARCHITECTURES[self.cfg.architecture].uses_k and (self.step_no + 1) % self.reinit_every == 0 and not late:
         scores = reinit_scores(self.window_counts / self.window_rows, self.cfg.k)
         for i in (scores > self.reinit_threshold).nonzero()[:, 0].tolist(): self._reinit(i)
         self.window_counts.zero_(); self.window_rows = 0

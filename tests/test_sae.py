@@ -277,3 +277,11 @@ def test_metrics_columns_and_learning(data):
     assert (last.fvu.values < first.fvu.values).all()
     assert (last.l0 <= 4).all() and last.mmcs_pairs.notna().all() and last.mmcs_to_truth.notna().all()
     assert ens.dictionaries().shape == (2, 64, 32)
+
+def test_reinit_rule_never_resets_an_sae_in_the_last_half_window(data):
+    x, _ = data
+    kw = dict(SMALL, dead_handling="reinit", reinit_threshold=float("-inf"), reinit_every=10)  # -inf: reset whenever checked
+    kw["steps"] = 20
+    _, m = train_saes(x, **kw)
+    last = m[m.step == m.step.max()]
+    assert (last.reinits == 1).all(), last.reinits.tolist()   # the check at step 10 fired, the one at step 20 did not
