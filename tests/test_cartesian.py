@@ -2,7 +2,7 @@
 import itertools
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st, HealthCheck
+from hypothesis import assume, given, settings, strategies as st, HealthCheck
 from interpwb.simulators.cartesian import CartesianFrame, CartesianObject, subsets_of, tables_isomorphic
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -158,6 +158,7 @@ def test_adding_a_bystander_axis_changes_nothing(o, k):
 @SETTINGS
 @given(objects(max_axes=3).filter(lambda o: o.ndim == 3))
 def test_merge_split_roundtrip_and_superagent(o):
+    assume(o.shape[0] * o.shape[1] <= 6)   # the brute-force isomorphism check permutes the merged axis: 9! is too many
     m = o.merge([0, 1])
     back = m.split(0, [o.shape[0], o.shape[1]], ["x0", "x1"])
     assert (back.table == o.table).all() and back.options == o.options

@@ -44,10 +44,14 @@ def tables_isomorphic(a:np.ndarray, # an n-d table of world indices
     for order in orders:
         bb = b.transpose(order)
         if bb.shape != a.shape: continue
-        n_checks = math.prod(math.factorial(s) for s in a.shape[1:])
+        # canonicalise the LARGEST axis by sorting and brute-force the others (same move on both tables: the roles
+        # of the axes are kept)
+        big = int(np.argmax(a.shape))
+        a0, bb = np.moveaxis(a, big, 0), np.moveaxis(bb, big, 0)
+        n_checks = math.prod(math.factorial(s) for s in a0.shape[1:])
         if n_checks > max_checks: raise ValueError(f"Isomorphism search over {n_checks} permutations is too large (max_checks={max_checks}).")
-        rows_a = sorted(x.tobytes() for x in a.reshape(a.shape[0], -1))
-        for perms in itertools.product(*(itertools.permutations(range(s)) for s in a.shape[1:])):
+        rows_a = sorted(x.tobytes() for x in a0.reshape(a0.shape[0], -1))
+        for perms in itertools.product(*(itertools.permutations(range(s)) for s in a0.shape[1:])):
             c = bb
             for ax, p in enumerate(perms, start=1): c = np.take(c, p, axis=ax)
             if sorted(x.tobytes() for x in np.ascontiguousarray(c).reshape(c.shape[0], -1)) == rows_a: return True
