@@ -16,14 +16,14 @@ from .core import cache_dir, seed_everything, check_choice, ArtifactError
 from .models import model_name, find_hook
 
 # %% auto #0
-__all__ = ['PROFILES', 'app_cache', 'app_corpus', 'ensure_sae_artifacts', 'ensure_steering_artifacts', 'ensure_tuned_adapter',
-           'ensure_feature_diff', 'ensure_simulator_results', 'PanelSpec', 'find_panel_class', 'construct_panel',
-           'default_panels', 'Workbench', 'build_panel', 'build_all']
+__all__ = ['PROFILES', 'OFFLINE_TEMPLATE', 'app_cache', 'app_corpus', 'ensure_sae_artifacts', 'ensure_steering_artifacts',
+           'ensure_tuned_adapter', 'ensure_feature_diff', 'ensure_simulator_results', 'PanelSpec', 'find_panel_class',
+           'construct_panel', 'default_panels', 'offline_voila_template', 'Workbench', 'build_panel', 'build_all']
 
 # %% ../nbs/52_app.ipynb #7f5464f4
 __all__ = ["app_cache", "app_corpus", "ensure_sae_artifacts", "ensure_steering_artifacts", "ensure_tuned_adapter",
            "ensure_feature_diff", "ensure_simulator_results", "PanelSpec", "default_panels", "find_panel_class",
-           "construct_panel", "PROFILES", "Workbench"]
+           "construct_panel", "PROFILES", "Workbench", "OFFLINE_TEMPLATE", "offline_voila_template"]
 
 # %% ../nbs/52_app.ipynb #f07daf40
 def app_cache(model, # a TransformerBridge (or a model name)
@@ -147,11 +147,12 @@ def ensure_tuned_adapter(model, # the base model (TransformerBridge); its name k
                          steps:int=15, prompts_per_step:int=4, group_size:int=4, # a short RL run
                          report:Callable|None=None, rebuild:bool=False,
                          cache:str|Path|None=None, # cache root (default: `cache_dir("app")`)
+                         use_tutorial:bool=True, # serve the learned-reward tutorial's adapter when it is cached
                         ) -> Path:
     "Folder of a LoRA adapter RL-tuned toward VADER-positive tokens (the tutorial's if cached, else a short run here)."
     from interpwb.reward import rl
     tutorial = cache_dir("reward")/"smollm2-vader-rloo-s0"  # written by the learned-reward tutorial
-    if not rebuild and (tutorial/"config.json").exists() and model_name(model).startswith("SmolLM2"):
+    if use_tutorial and not rebuild and (tutorial/"config.json").exists() and model_name(model).startswith("SmolLM2"):
         _say(report, f"Diff: using the tutorial's tuned adapter {tutorial}", 1.0); return tutorial
     folder = app_cache(model, "tuned", f"vader-positive-s{steps}", root=cache)
     if not rebuild and (folder/"config.json").exists():
@@ -164,7 +165,7 @@ def ensure_tuned_adapter(model, # the base model (TransformerBridge); its name k
     prompts = list(getattr(rl, "TRAIN_PROMPTS", [])) or [f"Q: {q}\nA:" for q in app_corpus(64)]
     cfg = rl.RLConfig(steps=steps, prompts_per_step=prompts_per_step, group_size=group_size)
     run = rl.train_rl(hf, tok, reward, prompts, cfg, base_name=model_name(model),
-                      on_step=lambda s, row: _say(report, f"Diff: RL step {s+1}/{steps}", (s+1)/steps))
+                      on_step=lambda r: _say(report, f"Diff: RL step {len(r.log)}/{steps}", len(r.log)/steps))
     rl.save_tuned(run, folder)
     return folder
 
@@ -284,6 +285,29 @@ PROFILES = {
                                                                     tuned=dict(steps=3, prompts_per_step=2, group_size=2)),
               "Simulators": dict(levels=(2, 3, 4), seeds=(0,))},
 }
+
+# %% ../nbs/52_app.ipynb #f54e8f62
+OFFLINE_TEMPLATE = "interpwb-offline"
+_OFFLINE_INDEX = """{%- extends 'lab/index.html.j2' -%}
+{% import "spinner.macro.html.j2" as spinner %}
+{#- Same as voila's lab template, minus the Font Awesome <link>s to cdn.jsdelivr.net (voila's bundle has the icons) and mermaid.js from cdnjs. -#}
+{%- block notebook_css -%}
+  {% if frontend == "voila" %}{{ resources.include_js("static/voila-style.js") }}{% endif %}
+  {{ spinner.css() }}
+  <style>.jp-mod-noOutputs.jp-mod-noInput { display: none; }</style>
+  {{ super.super() }}
+{%- endblock notebook_css -%}
+{%- block html_head_js_mermaidjs -%}{#- mermaid.js from cdnjs: not used by the app -#}{%- endblock html_head_js_mermaidjs -%}
+"""
+
+def offline_voila_template(root:str|Path, # a Jupyter data folder to write into (becomes an entry of JUPYTER_PATH)
+                          ) -> Path:
+    "Write the `interpwb-offline` Voila template (lab without CDN links) under `root/voila/templates`; returns `root`."
+    folder = Path(root)/"voila"/"templates"/OFFLINE_TEMPLATE
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder/"conf.json").write_text(json.dumps({"base_template": "lab"}))
+    (folder/"index.html.j2").write_text(_OFFLINE_INDEX)
+    return Path(root)
 
 # %% ../nbs/52_app.ipynb #6a413790
 _INTRO = ("<h2 style='margin:0.2em 0'>interpwb workbench</h2><div style='color:#444'>Look inside and steer "

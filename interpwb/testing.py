@@ -68,9 +68,12 @@ def voila_server(notebook:str|Path, # the app notebook
     e = {**os.environ, "HOME": str(home), "JUPYTER_CONFIG_DIR": str(home/"jupyter"), "IPYTHONDIR": str(home/"ipython"),
          "JUPYTER_RUNTIME_DIR": str(home/"runtime"), "HF_HUB_OFFLINE": "1", "INTERPWB_PROGRESS": "0",
          "INTERPWB_CACHE": os.environ.get("INTERPWB_CACHE", str(Path.home()/".cache"/"interpwb")), **(env or {})}
+    from .app import offline_voila_template, OFFLINE_TEMPLATE
+    data = offline_voila_template(home/"share")  # lab template without CDN links: nothing is fetched from the internet
+    e["JUPYTER_PATH"] = os.pathsep.join([str(data)] + ([e["JUPYTER_PATH"]] if e.get("JUPYTER_PATH") else []))
     voila = Path(sys.executable).parent/"voila"
     cmd = [str(voila if voila.exists() else "voila"), str(notebook.name), "--no-browser", f"--port={port}",
-           "--Voila.ip=127.0.0.1", f"--token={token}", "--VoilaConfiguration.file_allowlist=['.*']"]
+           "--Voila.ip=127.0.0.1", f"--token={token}", f"--template={OFFLINE_TEMPLATE}", "--VoilaConfiguration.file_allowlist=['.*']"]
     log = open(home/"voila.log", "w")
     proc = subprocess.Popen(cmd, cwd=notebook.parent, env=e, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -90,11 +93,17 @@ def voila_server(notebook:str|Path, # the app notebook
         log.close(); shutil.rmtree(home, ignore_errors=True)
 
 # %% ../nbs/01_testing.ipynb #ac8de6f7
+def _is_external(url:str) -> bool:
+    "Whether a browser request leaves this machine (http(s) to a host other than 127.0.0.1/localhost)."
+    from urllib.parse import urlparse
+    u = urlparse(url)
+    return u.scheme in ("http", "https", "ws", "wss") and u.hostname not in ("127.0.0.1", "localhost", "::1")
+
 @contextlib.contextmanager
 def browser_page(url:str, # page to open
                  viewport:tuple[int, int]=(1400, 1000), # width, height
                 ):
-    "A Playwright page in headless Debian Chromium at `url`; collects console errors in `page.console_errors`."
+    "A headless Debian Chromium page at `url`; console errors go to `page.console_errors`, off-machine requests to `page.external_requests`, HTTP errors to `page.bad_responses`."
     from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
@@ -102,6 +111,10 @@ def browser_page(url:str, # page to open
             page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
             page.console_errors = []
             page.on("console", lambda m: page.console_errors.append(m.text) if m.type == "error" else None)
+            page.external_requests = []
+            page.on("request", lambda r: page.external_requests.append(r.url) if _is_external(r.url) else None)
+            page.bad_responses = []  # "403 http://..." for every response with an HTTP error status
+            page.on("response", lambda r: page.bad_responses.append(f"{r.status} {r.url}") if r.status >= 400 else None)
             page.goto(url, timeout=120_000)  # Voila can take a while to start a kernel on a busy machine
             yield page
         finally: browser.close()

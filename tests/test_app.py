@@ -2,15 +2,17 @@
 one-line help; in each built panel, moving a slider, pressing a button and selecting an option change the page.
 Screenshots go to tests/artifacts/ (one is copied to nbs/images/workbench.png).
 
-Runs with `INTERPWB_APP_PROFILE=quick` (small artifacts); the first run on a machine builds them (minutes on two busy
-cores) under the interpwb cache, later runs reuse them."""
-import re, shutil, time
+Runs with `INTERPWB_APP_PROFILE=quick` (small artifacts); the first run on a machine builds them (about 3 minutes on
+two cores) under the interpwb cache, later runs reuse them. `INTERPWB_TEST_APP_PROFILE=full pytest tests/test_app.py`
+drives the app as `make run` serves it (the full artifacts: a much longer first launch)."""
+import os, re, shutil, time
 from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT/"app"/"workbench.ipynb"
-READY_TIMEOUT = 1500  # s: first launch trains the quick artifacts on the embedded model
+PROFILE = os.environ.get("INTERPWB_TEST_APP_PROFILE", "quick")
+READY_TIMEOUT = 1500 if PROFILE == "quick" else 5400  # s: first launch trains the quick artifacts on the embedded model
 
 @pytest.fixture(scope="module")
 def app_page():
@@ -18,7 +20,7 @@ def app_page():
     from interpwb.testing import voila_server, browser_page, browser_unavailable_reason
     why = browser_unavailable_reason()  # what the `browser_ready` fixture checks (it is function-scoped)
     if why: pytest.skip(f"browser test skipped: {why}")
-    with voila_server(APP, timeout=180, env={"INTERPWB_APP_PROFILE": "quick", "INTERPWB_THREADS": "2"}) as url:
+    with voila_server(APP, timeout=180, env={"INTERPWB_APP_PROFILE": PROFILE, "INTERPWB_THREADS": "2"}) as url:
         with browser_page("about:blank", viewport=(1400, 1100)) as page:
             page.set_default_timeout(120_000)
             page.failed_requests = []
@@ -149,11 +151,28 @@ def test_diff_panel_responds(app_page, artifacts_dir):
     if panel.locator("button").count(): panel.locator("button").first.click(); before = wait_changed(panel, before, 300)
     app_page.screenshot(path=str(artifacts_dir/"workbench_diff_driven.png"))
 
-def test_no_console_errors_or_failed_requests(app_page):
-    # Voila's page asks a CDN for Font Awesome's v4 shim CSS (button icons); offline that request fails. Anything
-    # else that fails, and any other console error, is a bug.
-    failed = [u for u in app_page.failed_requests if "fontawesome" not in u]
-    n_cdn = len(app_page.failed_requests) - len(failed)
+def test_no_console_errors_failed_or_external_requests(app_page):
+    # The app is served with the `interpwb-offline` Voila template: nothing may be fetched from outside 127.0.0.1.
+    assert not app_page.external_requests, app_page.external_requests[:5]
+    # Known and tolerated: when the first launch's page is left for the reload, Voila's page asks the server to shut its
+    # kernel down and the server refuses (403, no XSRF token on that request); that kernel then lives until Voila stops.
+    bad = [r for r in app_page.bad_responses if not re.match(r"403 .*/voila/api/shutdown/", r)]
+    n_shutdown = len(app_page.bad_responses) - len(bad)
     errs = [e for e in app_page.console_errors if not re.search(r"favicon|DevTools", e)]
-    errs = [e for e in errs if "ERR_NAME_NOT_RESOLVED" not in e] + [e for e in errs if "ERR_NAME_NOT_RESOLVED" in e][n_cdn:]
-    assert not errs and not failed, (errs[:5], failed[:5])
+    forbidden = [e for e in errs if "403 (Forbidden)" in e]
+    errs = [e for e in errs if "403 (Forbidden)" not in e] + forbidden[n_shutdown:]
+    assert not errs and not app_page.failed_requests and not bad, (errs[:5], app_page.failed_requests[:5], bad[:5])
+
+def test_ensure_tuned_adapter_runs_on_an_empty_cache(tmp_path):
+    # On a fresh machine the Diff tab RL-tunes an adapter itself (no tutorial adapter in the cache): a one-step run
+    # must report its progress, save the adapter and serve it from the cache on the next call.
+    from interpwb.app import ensure_tuned_adapter
+    from interpwb.testing import embedded_model
+    msgs = []
+    report = lambda msg, frac=None: msgs.append(msg)
+    kw = dict(steps=1, prompts_per_step=1, group_size=2, report=report, cache=tmp_path, use_tutorial=False)
+    folder = ensure_tuned_adapter(embedded_model(), **kw)
+    assert (folder/"config.json").exists() and any("RL step 1/1" in m for m in msgs), msgs
+    msgs.clear()
+    assert ensure_tuned_adapter(embedded_model(), **kw) == folder
+    assert any("cached tuned adapter" in m for m in msgs), msgs

@@ -198,7 +198,7 @@ def _rl_step(policy, opt, tokenizer, reward, prompts, cfg):
     return dict(reward_mean=rewards.mean().item(), reward_std=rewards.std().item(),
                 kl_per_token=(kl.sum() / m.sum().clamp(min=1)).item(), kl_per_completion=kl.sum(-1).mean().item(),
                 loss=loss.item(), completion_tokens=m.sum(-1).mean().item(),
-                sample_prompt=s.prompts[0], sample_text=texts[0], sample_text_2=texts[cfg.group_size])
+                sample_prompt=s.prompts[0], sample_text=texts[0], sample_text_2=texts[cfg.group_size] if len(texts) > cfg.group_size else "")
 
 # %% ../../nbs/31_reward_rl.ipynb #d018927f
 def train_rl(hf, # Hugging Face causal LM (wrapped in place with LoRA adapters)
