@@ -31,7 +31,7 @@ WORKER = textwrap.dedent('''
     x = load_file(a["acts"])["acts"][: a["batch"]].to(a["device"])
     sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=a["d_in"], d_sae=a["d_sae"], k=a["k"], device=a["device"]))
     cfg = SAETrainerConfig(total_training_samples=a["batch"] * 10**6, train_batch_size_samples=a["batch"],
-                           lr=a["lr"], device=a["device"])
+                           lr=a["lr"], lr_end=a["lr"] / 10, device=a["device"])
     trainer = SAETrainer(cfg, sae, data_provider=iter(()))
     def sync():
         if a["device"].startswith("cuda"): torch.cuda.synchronize()

@@ -16,8 +16,8 @@ from .core import check_choice, save_artifact, load_artifact, ArtifactError, ato
 
 # %% auto #0
 __all__ = ['ARCHITECTURES', 'SAEConfig', 'SAEArchitecture', 'register_architecture', 'SAEEnsemble', 'decoder', 'dictionaries',
-           'dictionary', 'normalize_decoder_', 'pre_acts', 'encode', 'decode', 'forward', 'losses', 'save', 'load',
-           'to_saelens', 'from_saelens']
+           'dictionary', 'normalize_decoder_', 'pre_acts', 'encode', 'decode', 'decode_sparse', 'forward', 'losses',
+           'save', 'load', 'to_saelens', 'from_saelens']
 
 # %% ../nbs/20_sae.ipynb #eb953033
 __all__ = ["SAEConfig", "SAEArchitecture", "ARCHITECTURES", "register_architecture", "SAEEnsemble"]
@@ -60,6 +60,7 @@ class SAEArchitecture:
     sparsity_loss: Callable|None = None # (codes [n, b, s], cfg) -> per-SAE loss [n]
     uses_k: bool = True # whether cfg.k matters
     saelens_name: str = "topk" # `architecture` in SAELens's cfg.json
+    sparse_activate: Callable|None = None # (pre, cfg) -> (values, indices) [n, b, k] for a fixed number of latents per row
 
 ARCHITECTURES: dict[str, SAEArchitecture] = {}
 
@@ -69,9 +70,13 @@ def register_architecture(arch:SAEArchitecture) -> SAEArchitecture:
     return arch
 
 # %% ../nbs/20_sae.ipynb #517b4b8b
-def _topk(pre, cfg, relu=True):
+def _topk_sparse(pre, cfg, relu=True):
     vals, idx = pre.topk(cfg.k, dim=-1)
-    return torch.zeros_like(pre).scatter(-1, idx, vals.relu() if relu else vals)
+    return (vals.relu() if relu else vals), idx
+
+def _topk(pre, cfg, relu=True):
+    vals, idx = _topk_sparse(pre, cfg, relu)
+    return torch.zeros_like(pre).scatter(-1, idx, vals)
 
 def _batchtopk(pre, cfg):
     n, b, s = pre.shape
@@ -79,8 +84,9 @@ def _batchtopk(pre, cfg):
     vals, idx = flat.topk(min(cfg.k * b, b * s), dim=-1)
     return torch.zeros_like(flat).scatter(-1, idx, vals.relu()).reshape(n, b, s)
 
-register_architecture(SAEArchitecture("topk_tied", True, lambda pre, cfg: _topk(pre, cfg, relu=False)))
-register_architecture(SAEArchitecture("topk", False, _topk))
+register_architecture(SAEArchitecture("topk_tied", True, lambda pre, cfg: _topk(pre, cfg, relu=False),
+                                      sparse_activate=lambda pre, cfg: _topk_sparse(pre, cfg, relu=False)))
+register_architecture(SAEArchitecture("topk", False, _topk, sparse_activate=_topk_sparse))
 register_architecture(SAEArchitecture("relu_l1", False, lambda pre, cfg: pre.relu(), uses_k=False, saelens_name="standard",
                                       sparsity_loss=lambda z, cfg: cfg.l1_coeff * z.abs().sum(-1).mean(-1)))
 register_architecture(SAEArchitecture("batchtopk", False, _batchtopk, saelens_name="batchtopk"));
@@ -158,7 +164,8 @@ def pre_acts(self:SAEEnsemble, x:torch.Tensor, # [batch, d_in] (same input for a
     "Encoder pre-activations [n_saes, batch, d_sae]."
     x = self._check_input(x)
     if self.arch.tied: return torch.bmm(x, self.W_enc)
-    return torch.baddbmm(self.b_enc[:, None], x - self.b_dec[:, None], self.W_enc)
+    # (x - b_dec) W_enc + b_enc, written so that autograd never needs d/dx: one [batch, d_sae] matmul less per backward
+    return torch.baddbmm(self.b_enc[:, None] - torch.bmm(self.b_dec[:, None], self.W_enc), x, self.W_enc)
 
 def encode(self:SAEEnsemble, x:torch.Tensor, # [batch, d_in] or [n_saes, batch, d_in]
           ) -> torch.Tensor:
@@ -171,14 +178,28 @@ def decode(self:SAEEnsemble, z:torch.Tensor, # codes [n_saes, batch, d_sae]
     if self.arch.tied: return torch.bmm(z, self.decoder())
     return torch.baddbmm(self.b_dec[:, None], z, self.W_dec)
 
+def decode_sparse(self:SAEEnsemble, vals:torch.Tensor, # active values [n_saes, batch, k]
+                  idx:torch.Tensor, # their latent indices [n_saes, batch, k]
+                 ) -> torch.Tensor:
+    "Reconstructions [n_saes, batch, d_in] from the k active latents only (an `embedding_bag`, not a dense matmul)."
+    n, b, k = idx.shape
+    W = self.decoder()
+    s, d = W.shape[1:]
+    rows = (idx + torch.arange(n, device=idx.device)[:, None, None] * s).reshape(n * b, k)
+    out = F.embedding_bag(rows, W.reshape(n * s, d), per_sample_weights=vals.reshape(n * b, k).to(W.dtype), mode="sum")
+    out = out.reshape(n, b, d)
+    return out if self.arch.tied else out + self.b_dec[:, None]
+
 def forward(self:SAEEnsemble, x:torch.Tensor, # [batch, d_in] or [n_saes, batch, d_in]
            ) -> tuple[torch.Tensor, torch.Tensor]:
     "(reconstructions [n_saes, batch, d_in], codes [n_saes, batch, d_sae])."
-    z = self.encode(x)
-    return self.decode(z), z
+    if self.arch.sparse_activate is None:
+        z = self.encode(x); return self.decode(z), z
+    vals, idx = self.arch.sparse_activate(self.pre_acts(x), self.cfg)
+    return self.decode_sparse(vals, idx), torch.zeros(*idx.shape[:2], self.cfg.d_sae, device=vals.device, dtype=vals.dtype).scatter(-1, idx, vals)
 
 SAEEnsemble._check_input, SAEEnsemble.pre_acts, SAEEnsemble.encode = _check_input, pre_acts, encode
-SAEEnsemble.decode, SAEEnsemble.forward = decode, forward
+SAEEnsemble.decode, SAEEnsemble.decode_sparse, SAEEnsemble.forward = decode, decode_sparse, forward
 
 # %% ../nbs/20_sae.ipynb #dbf83ba4
 def losses(self:SAEEnsemble, x:torch.Tensor, # [batch, d_in]
@@ -186,8 +207,11 @@ def losses(self:SAEEnsemble, x:torch.Tensor, # [batch, d_in]
     "Named per-SAE losses `{mse: [n], sparsity: [n]}` plus `recon`, `z` and `pre` for metrics."
     x = self._check_input(x)
     pre = self.pre_acts(x)
-    z = self.arch.activate(pre, self.cfg)
-    recon = self.decode(z)
+    if self.arch.sparse_activate is None: z = self.arch.activate(pre, self.cfg); recon = self.decode(z)
+    else:  # TopK: decode from the k active latents; the dense codes are only for metrics (no gradient through them)
+        vals, idx = self.arch.sparse_activate(pre, self.cfg)
+        recon = self.decode_sparse(vals, idx)
+        with torch.no_grad(): z = torch.zeros_like(pre).scatter(-1, idx, vals)
     out = dict(mse=(recon - x).pow(2).mean((1, 2)), recon=recon, z=z, pre=pre)
     out["sparsity"] = self.arch.sparsity_loss(z, self.cfg) if self.arch.sparsity_loss else torch.zeros_like(out["mse"])
     return out
