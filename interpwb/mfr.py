@@ -93,6 +93,22 @@ def _pair_assignments(dicts:torch.Tensor) -> dict:
         return {(i, j): tuple(t.to(dicts.device) for t in match_features(dicts[i].detach(), dicts[j].detach())[:2])
                 for i, j in combinations(range(len(dicts)), 2)}
 
+def _matched_cosine_sum(w:torch.Tensor, # normalised dictionaries [n, d_sae, d_in]
+                        assignments:dict, # {(i, j): (idx_a, idx_b)}
+                       ) -> tuple[torch.Tensor, int]:
+    "(sum of matched cosines over every pair, with its exact gradient; number of matched features)."
+    # The gradient of S = sum_pairs sum_f <w_i[a_f], w_j[b_f]> with respect to w_i is T_i = the matched rows of its
+    # partners, gathered in place. Building T without autograd and back-propagating through <w, T> gives that exact
+    # gradient without storing every pair's gathered rows for the backward pass (2 x pairs x d_sae x d_in floats).
+    with torch.no_grad():
+        T, count = torch.zeros_like(w), 0
+        for (i, j), (ia, ib) in assignments.items():
+            T[i].index_add_(0, ia, w[j].index_select(0, ib))
+            T[j].index_add_(0, ib, w[i].index_select(0, ia))
+            count += len(ia)
+    G = (w * T).sum()  # = 2 S in value; d G / d w = T = d S / d w
+    return 0.5 * G.detach() + (G - G.detach()), count
+
 def mfr_penalty(dicts:torch.Tensor, # stacked dictionaries [n_saes, d_sae, d_in] (features as rows; normalised here)
                 method:str="hungarian", # "hungarian" (exact, as in the paper) or "maxcos" (cheaper)
                 assignments:dict|None=None, # precomputed Hungarian assignments {(i, j): (idx_a, idx_b)} to reuse
@@ -105,9 +121,8 @@ def mfr_penalty(dicts:torch.Tensor, # stacked dictionaries [n_saes, d_sae, d_in]
     terms = []
     if method == "hungarian":
         if assignments is None: assignments = _pair_assignments(w)
-        for (i, j), (ia, ib) in assignments.items():
-            # index_select (backward = index_add_) is far faster on CPU than advanced indexing (backward = index_put_)
-            terms.append(1 - (w[i].index_select(0, ia) * w[j].index_select(0, ib)).sum(-1).mean())
+        total, count = _matched_cosine_sum(w, assignments)
+        return 1 - total / count, assignments  # every pair matches d_sae features: the mean over pairs of 1 - MMCS
     else:
         for i, j in combinations(range(n), 2):
             c = w[i] @ w[j].T

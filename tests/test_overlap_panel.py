@@ -99,8 +99,6 @@ def test_top_activating_examples_on_a_tiny_model(tiny):
     with pytest.raises(ValueError, match="pool='all'"):
         top_activating_examples(ens, 0, collect_activations(tiny, ["Hi there"], hook, pool="last"), tiny.tokenizer)
 
-@pytest.mark.skip(reason="KNOWN FAILURE, open in issue 6: this Voila page never reaches its load event when served by "
-                         "interpwb.testing.voila_server (served by hand it loads in ~10 s); the headless panel tests above still run")
 def test_overlap_panel_in_a_real_browser(browser_ready, artifacts_dir, tmp_path):
     from interpwb.testing import voila_server, browser_page
     shutil.copy(APP, tmp_path/APP.name)   # progressive rendering: the page loads while the kernel starts
