@@ -1,6 +1,6 @@
 """The workbench app (app/workbench.ipynb) served by Voila and driven in headless Chromium: every tab renders with its
 one-line help; in each built panel, moving a slider, pressing a button and selecting an option change the page.
-Screenshots go to tests/artifacts/ (one is copied to nbs/images/workbench.png).
+Screenshots go to tests/artifacts/ (with the full profile, one is copied to nbs/images/workbench.png).
 
 Runs with `INTERPWB_APP_PROFILE=quick` (small artifacts); the first run on a machine builds them (about 3 minutes on
 two cores) under the interpwb cache, later runs reuse them. `INTERPWB_TEST_APP_PROFILE=full pytest tests/test_app.py`
@@ -123,8 +123,9 @@ def test_steering_panel_responds(app_page, artifacts_dir):
     t0 = time.time()
     while "generating" in panel.inner_text().lower() and time.time() - t0 < 300: time.sleep(1)
     app_page.screenshot(path=str(artifacts_dir/"workbench_steering_driven.png"))
-    (ROOT/"nbs"/"images").mkdir(exist_ok=True)  # the docs' picture of the app
-    shutil.copy(artifacts_dir/"workbench_steering_driven.png", ROOT/"nbs"/"images"/"workbench.png")
+    if PROFILE == "full":  # the docs' picture of the app: only from the app as `make run` serves it
+        (ROOT/"nbs"/"images").mkdir(exist_ok=True)
+        shutil.copy(artifacts_dir/"workbench_steering_driven.png", ROOT/"nbs"/"images"/"workbench.png")
 
 def test_simulators_panel_responds(app_page, artifacts_dir):
     from interpwb.app import default_panels, find_panel_class
