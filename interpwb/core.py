@@ -13,11 +13,11 @@ from safetensors.torch import save_file, load_file
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['get_device', 'seed_everything', 'set_threads', 'cache_dir', 'set_progress', 'progress', 'check_choice',
+__all__ = ['get_device', 'seed_everything', 'set_threads', 'cache_dir', 'set_progress', 'progress', 'show_figure', 'check_choice',
            'ArtifactError', 'atomic_path', 'save_artifact', 'load_artifact']
 
 # %% ../nbs/00_core.ipynb #147f9869
-__all__ = ["get_device", "seed_everything", "set_threads", "cache_dir", "progress", "set_progress",
+__all__ = ["get_device", "seed_everything", "set_threads", "cache_dir", "progress", "set_progress", "show_figure",
            "check_choice", "atomic_path", "save_artifact", "load_artifact", "ArtifactError"]
 
 # %% ../nbs/00_core.ipynb #d7f5cb33
@@ -67,6 +67,16 @@ def progress(iterable:Iterable|None=None, # what to iterate over
     total = kwargs.get("total", len(iterable) if hasattr(iterable, "__len__") else None)
     if total is not None and total <= 1: enabled = False  # a bar for a single step is noise
     return tqdm(iterable, disable=not enabled, **kwargs)
+
+# %% ../nbs/00_core.ipynb #b63f7ddf
+def show_figure(out, # an `ipywidgets.Output`
+                fig, # a plotly figure
+               ):
+    "Replace `out`'s content with `fig` in one step (safe from a background thread: no `with out:` capture)."
+    spec = json.loads(fig.to_json())
+    out.outputs = ({"output_type": "display_data", "metadata": {},
+                    "data": {"application/vnd.plotly.v1+json": {**spec, "config": {"displaylogo": False}},
+                             "text/plain": "<plotly figure>"}},)
 
 # %% ../nbs/00_core.ipynb #08077fa2
 def check_choice(value:str, # what the user asked for

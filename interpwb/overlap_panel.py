@@ -12,7 +12,7 @@ import torch
 import plotly.graph_objects as go
 import ipywidgets as W
 from IPython.display import display
-from .core import check_choice, progress
+from .core import check_choice, progress, show_figure
 from .mfr import cosine_matrix, match_features, max_cosines
 
 # %% auto #0
@@ -213,10 +213,6 @@ def matched(self:OverlapPanel, a:str|None=None, b:str|None=None) -> pd.DataFrame
     if (a, b) not in self._matched: self._matched[(a, b)] = matched_frame(self.dicts[a], self.dicts[b])
     return self._matched[(a, b)]
 
-def _show(out:W.Output, fig):
-    out.clear_output(wait=True)
-    with out: display(fig)
-
 def _on_pair(self:OverlapPanel, change=None):
     "Redraw everything for a new pair of SAEs (or view)."
     a, b, m = self.sae_a.value, self.sae_b.value, self.matched()
@@ -225,9 +221,9 @@ def _on_pair(self:OverlapPanel, change=None):
                             if self.view.value == "heatmap" else matched_curve_figure(m.cos, self.threshold.value, names))
     self.figures["truth"] = (truth_scatter_figure(self.dicts[a], self.dicts[b], self.truth, names)
                              if self.truth is not None else None)
-    _show(self.main_out, self.figures["main"])
+    show_figure(self.main_out, self.figures["main"])
     self.truth_out.clear_output()
-    if self.figures["truth"] is not None: _show(self.truth_out, self.figures["truth"])
+    if self.figures["truth"] is not None: show_figure(self.truth_out, self.figures["truth"])
     self._on_threshold()
 
 OverlapPanel.matched, OverlapPanel._on_pair = matched, _on_pair
@@ -240,9 +236,9 @@ def _on_threshold(self:OverlapPanel, change=None):
     self.count.value = (f"<b>{n} of {len(m)} features shared at cos ≥ {t:.2f}</b>"
                         + (" <i>(same SAE on both sides)</i>" if names[0] == names[1] else ""))
     self.figures["hist"] = matched_histogram_figure(m.cos, t, names)
-    _show(self.hist_out, self.figures["hist"])
+    show_figure(self.hist_out, self.figures["hist"])
     if self.view.value == "sorted curve":
-        self.figures["main"] = matched_curve_figure(m.cos, t, names); _show(self.main_out, self.figures["main"])
+        self.figures["main"] = matched_curve_figure(m.cos, t, names); show_figure(self.main_out, self.figures["main"])
     self._render_table()
 
 _TABLE_CSS = ("<style>.interpwb-table{border-collapse:collapse;font-size:12px}.interpwb-table th,.interpwb-table td"

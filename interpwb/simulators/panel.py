@@ -7,7 +7,7 @@ from __future__ import annotations
 import warnings
 import ipywidgets as W
 from IPython.display import display
-from ..core import check_choice
+from ..core import check_choice, show_figure
 from .pse import PSEResults, TrendFit, fit_trend, object_heatmap, option_probs_figure, trend_figure
 
 # %% auto #0
@@ -58,10 +58,6 @@ def _fit(self:SimulatorPanel, scenario:str) -> TrendFit:
         self._fits[scenario] = fit_trend(d.n, d.p_target, kind=self.kind, n_boot=self.n_boot)
     return self._fits[scenario]
 
-def _show(out:W.Output, fig):
-    out.clear_output(wait=True)
-    with out: display(fig)
-
 def _update(self:SimulatorPanel, change=None):
     "Redraw for the current scenario, number of simulacra and seed."
     sc, n, seed = self.scenario.value, self.n.value, self.seed.value
@@ -80,7 +76,7 @@ def _update(self:SimulatorPanel, change=None):
     for f in (self.figures["object"], self.figures["probs"]):
         if f is not None: f.update_layout(width=560)
     self.object_out.clear_output()
-    if self.figures["object"] is not None: _show(self.object_out, self.figures["object"])
-    _show(self.probs_out, self.figures["probs"]); _show(self.trend_out, self.figures["trend"])
+    if self.figures["object"] is not None: show_figure(self.object_out, self.figures["object"])
+    show_figure(self.probs_out, self.figures["probs"]); show_figure(self.trend_out, self.figures["trend"])
 
 SimulatorPanel._fit, SimulatorPanel._update = _fit, _update

@@ -4,13 +4,14 @@
 
 # %% ../../nbs/15_steering_panel.ipynb #f59cfb75
 from __future__ import annotations
-import html, json, threading, time
+import html, threading, time
 import numpy as np
 import ipywidgets as W
 import plotly.graph_objects as go
 from IPython.display import display
 from .ksteering import Steerer, text_probs, weights_from
 from .classifier import AttributeClassifier
+from ..core import show_figure
 
 # %% auto #0
 __all__ = ['attribute_bars_figure', 'SteeringPanel']
@@ -129,14 +130,7 @@ def _draw(self:SteeringPanel):
     labels = self.eval_classifier.labels if self.eval_classifier is not None else self.steerer.labels
     self.figure = attribute_bars_figure(labels, self.probs["base"], self.probs["steered"], self.weights)
     if self.eval_classifier is None or self.probs["base"] is None: return
-    _show(self.chart, self.figure)
-
-def _show(out:W.Output, fig):
-    "Replace `out`'s content with `fig` in one step; works from a background thread (no `with out:` capture)."
-    spec = json.loads(fig.to_json())
-    out.outputs = ({"output_type": "display_data", "metadata": {},
-                    "data": {"application/vnd.plotly.v1+json": {**spec, "config": {"displaylogo": False}},
-                             "text/plain": "<plotly figure>"}},)
+    show_figure(self.chart, self.figure)
 
 def _wait(self:SteeringPanel, timeout:float|None=None):
     "Wait for a background generation to finish."
