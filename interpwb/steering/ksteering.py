@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 from ..core import check_choice, progress, seed_everything, save_artifact, load_artifact, ArtifactError
-from ..models import chat_prompt, tokenize, find_hook, model_name, layer_of
+from ..models import chat_prompt, tokenize, find_hook, model_name, layer_of, hook_layers
 from .classifier import AttributeClassifier, fit_classifier, default_hook, classifier_data, prompt_texts
 
 # %% auto #0
@@ -279,8 +279,8 @@ def text_probs(classifier:AttributeClassifier, # e.g. the evaluation classifier 
         n_pre = len(model.tokenizer(pre, add_special_tokens=False)["input_ids"])
         toks, _ = tokenize(model, pre + t)
         if toks.shape[1] <= n_pre: out.append(np.full(len(classifier.labels), np.nan)); continue
-        with torch.no_grad():
-            _, cache = model.run_with_cache(toks, names_filter=[hook])
+        with torch.no_grad():  # stop after the classifier's layer: the later blocks and the unembedding are not needed
+            _, cache = model.run_with_cache(toks, names_filter=[hook], stop_at_layer=hook_layers(model, [hook]))
         out.append(classifier.predict_proba(cache[hook][0, n_pre:].float().to(classifier.mean.device)).mean(0).cpu().numpy())
     return np.stack(out)
 

@@ -120,8 +120,11 @@ def _compute(self:SteeringPanel):
     w = self.weights
     steered = st.generate([p], w, alpha=self.alpha.value, steps=self.steps.value, max_new_tokens=n)[0] if w else base
     pb = ps = None
-    if self.eval_classifier is not None:
-        pb, ps = text_probs(self.eval_classifier, st.model, [p, p], [base, steered])
+    if self.eval_classifier is not None:  # the unsteered text's probabilities are cached with it
+        key = (p, n, "probs")
+        if key not in self._base_cache: self._base_cache[key] = text_probs(self.eval_classifier, st.model, [p], [base])[0]
+        pb = self._base_cache[key]
+        ps = pb if steered == base else text_probs(self.eval_classifier, st.model, [p], [steered])[0]
     return base, steered, pb, ps
 
 def _draw(self:SteeringPanel):
