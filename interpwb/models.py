@@ -169,14 +169,18 @@ def tiny_model(n_layers:int=2, # number of blocks
     return _bridge(hf.to(get_device(device)), tok, folder.name, get_device(device))
 
 # %% ../nbs/02_models.ipynb #1d6e30cc
-def chat_prompt(model:TransformerBridge, # any model whose tokenizer has a chat template
+def chat_prompt(model:TransformerBridge, # any model; one without a chat template (a base model) gets a plain Q/A frame
                 user:str, # the user's message
                 system:str|None=None, # optional system message (None = the template's default)
                 add_generation_prompt:bool=True, # end with the assistant header so the model answers
                ) -> str:
-    "Format one user turn with the model's chat template (text, not tokens)."
+    "Format one user turn with the model's chat template (text, not tokens); base models: `<bos>[system]Question: ...\\nAnswer:`."
+    tok = model.tokenizer
+    if getattr(tok, "chat_template", None) is None:  # e.g. Gemma 3 270M base: no template, so a plain frame it can continue
+        head = (tok.bos_token or "") + (f"{system}\n\n" if system else "")
+        return f"{head}Question: {user}\n" + ("Answer:" if add_generation_prompt else "")
     msgs = ([{"role": "system", "content": system}] if system is not None else []) + [{"role": "user", "content": user}]
-    return model.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=add_generation_prompt)
+    return tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=add_generation_prompt)
 
 # %% ../nbs/02_models.ipynb #653c899c
 def tokenize(model:TransformerBridge, # supplies the tokenizer and device

@@ -78,27 +78,28 @@ def compare_methods(steerers:Mapping[str, Steerer], # {name: steerer}; all on th
     first = next(iter(steerers.values()))
     unknown = sorted({t for ts in plan.targets for t in ts.split("+")} - set(eval_classifier.labels))
     if unknown: check_choice(unknown[0], list(eval_classifier.labels), "target attribute")
-    prompts = list(dict.fromkeys(plan.prompt))
-    base = dict(zip(prompts, first.generate(prompts, {}, max_new_tokens=max_new_tokens, batch_size=batch_size)))
-    out = []
-    for name, st in steerers.items():
-        for size, block in plan.groupby("n_targets", sort=True):
-            path = Path(cache) / _block_name(name, size, alpha, steps) if cache else None
-            settings = dict(alpha=alpha, steps=steps, max_new_tokens=max_new_tokens, max_ppl_ratio=max_ppl_ratio)
-            cached = _read_block(path, block, settings) if path is not None else None
-            if cached is not None: out.append(cached); continue
-            rows = []
-            for targets, sub in progress(block.groupby("targets", sort=False), desc=f"{name}, {size} target(s)"):
-                ps, tl = list(sub.prompt), targets.split("+")
-                df = steering_scores(st, eval_classifier, ps, {t: 1.0 for t in tl}, alpha=alpha, max_new_tokens=max_new_tokens,
-                                     base_texts=[base[p] for p in ps], max_ppl_ratio=max_ppl_ratio, steps=steps, batch_size=batch_size)
-                if text_judge is not None: df["text_judge_delta"] = _judge_delta(text_judge, tl, df.base, df.steered)
-                df.insert(0, "targets", targets); df.insert(0, "n_targets", size); df.insert(0, "method", name)
-                rows.append(df.drop(columns=["avoid_delta"]))
-            block_df = pd.concat(rows, ignore_index=True).assign(**settings)
-            if path is not None:
-                with atomic_path(path) as tmp: block_df.to_csv(tmp, index=False)
-            out.append(block_df)
+    settings = dict(alpha=alpha, steps=steps, max_new_tokens=max_new_tokens, max_ppl_ratio=max_ppl_ratio)
+    blocks = [(name, st, size, block, _read_block(Path(cache) / _block_name(name, size, alpha, steps), block, settings)
+               if cache else None) for name, st in steerers.items() for size, block in plan.groupby("n_targets", sort=True)]
+    base, out = None, []
+    for name, st, size, block, cached in blocks:
+        if cached is not None: out.append(cached); continue
+        if base is None:  # the unsteered texts, once, only when something has to be generated
+            prompts = list(dict.fromkeys(plan.prompt))
+            base = dict(zip(prompts, first.generate(prompts, {}, max_new_tokens=max_new_tokens, batch_size=batch_size)))
+        path = Path(cache) / _block_name(name, size, alpha, steps) if cache else None
+        rows = []
+        for targets, sub in progress(block.groupby("targets", sort=False), desc=f"{name}, {size} target(s)"):
+            ps, tl = list(sub.prompt), targets.split("+")
+            df = steering_scores(st, eval_classifier, ps, {t: 1.0 for t in tl}, alpha=alpha, max_new_tokens=max_new_tokens,
+                                 base_texts=[base[p] for p in ps], max_ppl_ratio=max_ppl_ratio, steps=steps, batch_size=batch_size)
+            if text_judge is not None: df["text_judge_delta"] = _judge_delta(text_judge, tl, df.base, df.steered)
+            df.insert(0, "targets", targets); df.insert(0, "n_targets", size); df.insert(0, "method", name)
+            rows.append(df.drop(columns=["avoid_delta"]))
+        block_df = pd.concat(rows, ignore_index=True).assign(**settings)
+        if path is not None:
+            with atomic_path(path) as tmp: block_df.to_csv(tmp, index=False)
+        out.append(block_df)
     return pd.concat(out, ignore_index=True)
 
 # %% ../../nbs/16_steering_eval.ipynb #e9faf2d8
