@@ -520,7 +520,7 @@ def attribute_heatmap_figure(agg:pd.DataFrame, # columns: `row`, `col`, mean (an
     fig = go.Figure(go.Heatmap(z=z.to_numpy(), x=[str(c) for c in z.columns], y=[str(r) for r in z.index],
                                colorscale="Viridis", zmin=zmin, zmax=zmax, text=np.round(z.to_numpy(), 2),
                                texttemplate="%{text}", hovertemplate=f"{row} %{{y}}<br>{col} %{{x}}<br>mean %{{z:.3f}}<extra></extra>"))
-    fig.update_layout(title=title, xaxis_title=col, yaxis_title=row, height=120 + 40 * len(z.index))
+    fig.update_layout(title=title, xaxis_title=col, yaxis_title=row, height=220 + 45 * len(z.index))  # room for angled labels
     return fig
 
 # %% ../../nbs/14_steering_judges.ipynb #b6d8170f
