@@ -53,14 +53,15 @@ def _read_block(path:Path, block:pd.DataFrame, settings:dict) -> pd.DataFrame|No
     if not path.exists(): return None
     df = pd.read_csv(path, keep_default_na=False, na_values=[""])
     same_rows = sorted(zip(df.targets, df.prompt)) == sorted(zip(block.targets, block.prompt))
-    same_settings = all(k in df and np.allclose(df[k].astype(float), float(v)) for k, v in settings.items())
+    same = lambda k, v: k in df and ((df[k].astype(str) == v).all() if isinstance(v, str) else np.allclose(df[k].astype(float), float(v)))
+    same_settings = all(same(k, v) for k, v in settings.items())
     return df if same_rows and same_settings else None
 
-def _block_name(method:str, size:int, alpha:float, steps:int) -> str:
-    return f"{method}_size{size}_alpha{alpha:g}_steps{steps}.csv"
+def _block_name(method:str, size:int, alpha:float, steps:int, direction:str="toward") -> str:
+    return f"{method}_size{size}_alpha{alpha:g}_steps{steps}" + ("_away" if direction == "away" else "") + ".csv"
 
 # %% ../../nbs/16_steering_eval.ipynb #557290d4
-def compare_methods(steerers:Mapping[str, Steerer], # {name: steerer}; all on the same model
+def compare_methods(steerers:Mapping, # {name: steerer} or {name: (steerer, extra generate kwargs)}; one model
                     eval_classifier, # AttributeClassifier trained on the OTHER half (scores every method)
                     plan:pd.DataFrame, # from `target_set_plan`
                     alpha:float=0.2, # push size for every method (relative to the typical activation norm)
@@ -70,33 +71,44 @@ def compare_methods(steerers:Mapping[str, Steerer], # {name: steerer}; all on th
                     steps:int=1, # gradient steps per token (K-Steering / linear)
                     cache:str|Path|None=None, # folder for per-(method, size) CSVs; None = no caching
                     batch_size:int=8, # prompts per generate call
+                    direction:str="toward", # "toward" the target set (weights +1) or "away" from it (weights -1)
                    ) -> pd.DataFrame:
     "Long results: one row per (method, prompt, target set) with activation-classifier, judge and fluency scores."
     if not steerers: raise ValueError("compare_methods needs at least one steerer.")
-    models = {id(s.model) for s in steerers.values()}
+    check_choice(direction, ["toward", "away"], "direction")
+    sign = 1.0 if direction == "toward" else -1.0  # "away": deltas are flipped, so positive = moved away
+    steerers = {n: (s, {}) if isinstance(s, Steerer) else (s[0], dict(s[1])) for n, s in steerers.items()}
+    models = {id(s.model) for s, _ in steerers.values()}
     if len(models) != 1: raise ValueError("All steerers must share one model (the unsteered texts are shared).")
-    first = next(iter(steerers.values()))
+    first = next(iter(steerers.values()))[0]
     unknown = sorted({t for ts in plan.targets for t in ts.split("+")} - set(eval_classifier.labels))
     if unknown: check_choice(unknown[0], list(eval_classifier.labels), "target attribute")
-    settings = dict(alpha=alpha, steps=steps, max_new_tokens=max_new_tokens, max_ppl_ratio=max_ppl_ratio)
-    blocks = [(name, st, size, block, _read_block(Path(cache) / _block_name(name, size, alpha, steps), block, settings)
-               if cache else None) for name, st in steerers.items() for size, block in plan.groupby("n_targets", sort=True)]
+    base_settings = dict(alpha=alpha, steps=steps, max_new_tokens=max_new_tokens, max_ppl_ratio=max_ppl_ratio)
+    if direction == "away": base_settings["direction"] = direction
+    settings_of = lambda kw: {**base_settings, **kw}
+    blocks = [(name, st, kw, size, block, _read_block(Path(cache) / _block_name(name, size, alpha, steps, direction), block,
+                                                      settings_of(kw)) if cache else None)
+              for name, (st, kw) in steerers.items() for size, block in plan.groupby("n_targets", sort=True)]
     base, out = None, []
-    for name, st, size, block, cached in blocks:
+    for name, st, kw, size, block, cached in blocks:
         if cached is not None: out.append(cached); continue
         if base is None:  # the unsteered texts, once, only when something has to be generated
             prompts = list(dict.fromkeys(plan.prompt))
             base = dict(zip(prompts, first.generate(prompts, {}, max_new_tokens=max_new_tokens, batch_size=batch_size)))
-        path = Path(cache) / _block_name(name, size, alpha, steps) if cache else None
+        path = Path(cache) / _block_name(name, size, alpha, steps, direction) if cache else None
         rows = []
         for targets, sub in progress(block.groupby("targets", sort=False), desc=f"{name}, {size} target(s)"):
             ps, tl = list(sub.prompt), targets.split("+")
-            df = steering_scores(st, eval_classifier, ps, {t: 1.0 for t in tl}, alpha=alpha, max_new_tokens=max_new_tokens,
-                                 base_texts=[base[p] for p in ps], max_ppl_ratio=max_ppl_ratio, steps=steps, batch_size=batch_size)
-            if text_judge is not None: df["text_judge_delta"] = _judge_delta(text_judge, tl, df.base, df.steered)
+            df = steering_scores(st, eval_classifier, ps, {t: sign for t in tl}, alpha=alpha, max_new_tokens=max_new_tokens,
+                                 base_texts=[base[p] for p in ps], max_ppl_ratio=max_ppl_ratio, steps=steps,
+                                 batch_size=batch_size, **kw)
+            if sign < 0:  # steering_scores reports the avoided attributes' change as avoid_delta
+                df["target_delta"] = -df["avoid_delta"]
+                df["coherent_target_delta"] = np.where(df.coherent, df.target_delta.fillna(0), 0.0)
+            if text_judge is not None: df["text_judge_delta"] = sign * _judge_delta(text_judge, tl, df.base, df.steered)
             df.insert(0, "targets", targets); df.insert(0, "n_targets", size); df.insert(0, "method", name)
             rows.append(df.drop(columns=["avoid_delta"]))
-        block_df = pd.concat(rows, ignore_index=True).assign(**settings)
+        block_df = pd.concat(rows, ignore_index=True).assign(**settings_of(kw))
         if path is not None:
             with atomic_path(path) as tmp: block_df.to_csv(tmp, index=False)
         out.append(block_df)
