@@ -112,8 +112,8 @@ def main():
     from interpwb.models import load_model, chat_prompt, model_name, EMBEDDED_MODEL
     from interpwb.steering.data import load_tonebank, load_exemplars, split_steer_eval, labelled_prompts
     from interpwb.steering.classifier import fit_classifier
-    from interpwb.steering.ksteering import KSteering, text_probs, continuation_perplexity, repetition_rate
-    from interpwb.steering.evaluate import target_set_plan, signed_rank_p
+    from interpwb.steering.ksteering import KSteering, text_probs, continuation_perplexity, coherence_gate
+    from interpwb.steering.evaluate import target_set_plan, comparison_table
     from interpwb.steering.judges import TextJudge
     set_threads(args.threads); seed = seed_everything(0)
     py = library_python(ROOT/".cache"/"ksteering-venv")
@@ -160,23 +160,23 @@ def main():
     pb = text_probs(eval_clf, model, prompts, base); ppl_b = continuation_perplexity(model, prompts, base)
     jb = judge.predict_proba(base)
     idx = np.array([eval_clf.labels.index(t) for t in plan.targets])
-    def score(name, texts):
+    def scored(name, texts):
+        "One method's rows in `compare_methods`'s format, so that `comparison_table` summarises them."
         ps = text_probs(eval_clf, model, prompts, texts); ppl = continuation_perplexity(model, prompts, texts) / ppl_b
         d = ps[np.arange(len(texts)), idx] - pb[np.arange(len(texts)), idx]
-        js = judge.predict_proba(texts); jd = np.array([js[t][i] - jb[t][i] for i, t in enumerate(plan.targets)])
-        ok = (ppl <= 2.0) & (np.array([repetition_rate(x) for x in texts]) <= 0.5) & np.array([x.strip() != "" for x in texts])
-        return dict(method=name, n=len(texts), delta=d.mean(), delta_se=d.std(ddof=1) / np.sqrt(len(d)), delta_p=signed_rank_p(d),
-                    coherent=ok.mean(), coherent_delta=np.where(ok, d, 0).mean(), judge_delta=jd.mean(),
-                    judge_delta_se=jd.std(ddof=1) / np.sqrt(len(jd)), judge_delta_p=signed_rank_p(jd),
-                    ppl_ratio_median=np.nanmedian(ppl), changed=np.mean([a != b for a, b in zip(texts, base)]))
-    rows = [score(f"interpwb K-Steering, alpha {args.alpha}", steered)]
-    for rho in args.rhos:
-        rows.append(score(f"k-steering {lib['version']} (library), rho {rho}", [lib["texts"][f"{rho}|{j['key']}"] for j in jobs]))
+        js = judge.predict_proba(texts); ok = coherence_gate(ppl, texts)
+        return pd.DataFrame(dict(method=name, target_delta=d, coherent=ok, coherent_target_delta=np.where(ok, d, 0.0),
+                                 ppl_ratio=ppl, text_judge_delta=[js[t][i] - jb[t][i] for i, t in enumerate(plan.targets)],
+                                 changed=[a != b for a, b in zip(texts, base)]))
+    res = pd.concat([scored(f"interpwb K-Steering, alpha {args.alpha}", steered)] +
+                    [scored(f"k-steering {lib['version']} (library), rho {rho}", [lib["texts"][f"{rho}|{j['key']}"] for j in jobs])
+                     for rho in args.rhos], ignore_index=True)
+    table = comparison_table(res, by="method").assign(changed=res.groupby("method", sort=False).changed.mean())
     pd.set_option("display.width", 200)
     print(f"\nmodel {model_name(model)}, hook {hook}, {len(prompts)} held-out ToneBank prompts ({args.per_tone} per tone), "
           f"{args.max_new_tokens} new tokens, greedy, {args.threads} thread(s); library env: torch {lib['torch']}, "
           f"transformers {lib['transformers']}")
-    print(pd.DataFrame(rows).set_index("method").round(3).T.to_string())
+    print(table.round(3).T.to_string())
     lib_rate, ours_rate = lib["gen_tokens"] / lib["gen_s"], ours_n / ours_s
     print(f"\nfit: library {lib['fit_s']:.0f} s ({len(lib_train)} prompts, every layer cached) vs interpwb {ours_fit:.0f} s "
           f"({len(ex_steer)} exemplar texts, one layer) -> ratio library/interpwb {lib['fit_s'] / ours_fit:.1f}")

@@ -86,16 +86,17 @@ def compare_methods(steerers:Mapping, # {name: steerer} or {name: (steerer, extr
     base_settings = dict(alpha=alpha, steps=steps, max_new_tokens=max_new_tokens, max_ppl_ratio=max_ppl_ratio)
     if direction == "away": base_settings["direction"] = direction
     settings_of = lambda kw: {**base_settings, **kw}
-    blocks = [(name, st, kw, size, block, _read_block(Path(cache) / _block_name(name, size, alpha, steps, direction), block,
-                                                      settings_of(kw)) if cache else None)
-              for name, (st, kw) in steerers.items() for size, block in plan.groupby("n_targets", sort=True)]
+    blocks = []  # (name, steerer, generate options, size, plan rows, cache file, cached result)
+    for name, (st, kw) in steerers.items():
+        for size, block in plan.groupby("n_targets", sort=True):
+            path = Path(cache) / _block_name(name, size, alpha, steps, direction) if cache else None
+            blocks.append((name, st, kw, size, block, path, _read_block(path, block, settings_of(kw)) if path else None))
     base, out = None, []
-    for name, st, kw, size, block, cached in blocks:
+    for name, st, kw, size, block, path, cached in blocks:
         if cached is not None: out.append(cached); continue
         if base is None:  # the unsteered texts, once, only when something has to be generated
             prompts = list(dict.fromkeys(plan.prompt))
             base = dict(zip(prompts, first.generate(prompts, {}, max_new_tokens=max_new_tokens, batch_size=batch_size)))
-        path = Path(cache) / _block_name(name, size, alpha, steps, direction) if cache else None
         rows = []
         for targets, sub in progress(block.groupby("targets", sort=False), desc=f"{name}, {size} target(s)"):
             ps, tl = list(sub.prompt), targets.split("+")

@@ -15,11 +15,11 @@ from ..models import chat_prompt, tokenize, find_hook, model_name, layer_of, hoo
 from .classifier import AttributeClassifier, fit_classifier, default_hook, classifier_data, prompt_texts
 
 # %% auto #0
-__all__ = ['weights_from', 'Steerer', 'KSteering', 'continuation_perplexity', 'repetition_rate', 'text_probs', 'steering_scores',
-           'calibrate_alpha']
+__all__ = ['weights_from', 'Steerer', 'KSteering', 'continuation_perplexity', 'repetition_rate', 'coherence_gate', 'text_probs',
+           'steering_scores', 'calibrate_alpha']
 
 # %% ../../nbs/12_ksteering.ipynb #4dc80961
-__all__ = ["Steerer", "KSteering", "weights_from", "continuation_perplexity", "repetition_rate", "text_probs",
+__all__ = ["Steerer", "KSteering", "weights_from", "continuation_perplexity", "repetition_rate", "coherence_gate", "text_probs",
            "steering_scores", "calibrate_alpha"]
 
 # %% ../../nbs/12_ksteering.ipynb #7d476db0
@@ -269,6 +269,15 @@ def repetition_rate(text:str, # a generated text
     grams = [tuple(words[i:i+n]) for i in range(len(words)-n+1)]
     return 0.0 if not grams else 1 - len(set(grams)) / len(grams)
 
+def coherence_gate(ppl_ratio, # perplexity of each steered text / its unsteered text's (under the unsteered model)
+                   texts:list[str], # the steered texts
+                   max_ppl_ratio:float=2.0, # coherent = perplexity at most this x the unsteered text's ...
+                   max_repetition:float=0.5, # ... at most this fraction of repeated 3-grams, and not empty
+                  ) -> np.ndarray:
+    "Boolean per text: the coherence gate used by `steering_scores`, `calibrate_alpha` and the benchmarks."
+    rep = np.array([repetition_rate(x) for x in texts])
+    return (np.asarray(ppl_ratio, float) <= max_ppl_ratio) & (rep <= max_repetition) & np.array([x.strip() != "" for x in texts])
+
 def text_probs(classifier:AttributeClassifier, # e.g. the evaluation classifier (trained on the other half)
                model:TransformerBridge, # the unsteered model to read activations with
                prompts:list[str], texts:list[str], chat:bool=True) -> np.ndarray:
@@ -304,7 +313,7 @@ def steering_scores(steerer:Steerer, # any steering method
                            avoid_delta=(ps[:, a] - pb[:, a]).mean(1) if a.any() else np.nan,
                            ppl_base=ppl_b, ppl_steered=ppl_s, ppl_ratio=ppl_s / ppl_b,
                            repetition=[repetition_rate(x) for x in steered]))
-    df["coherent"] = (df.ppl_ratio <= max_ppl_ratio) & (df.repetition <= max_repetition) & (df.steered.str.strip() != "")
+    df["coherent"] = coherence_gate(df.ppl_ratio, steered, max_ppl_ratio, max_repetition)
     df["coherent_target_delta"] = np.where(df.coherent, df.target_delta.fillna(0), 0.0)
     df.attrs.update(method=steerer.method, weights=dict(weights), alpha=steerer.default_alpha if alpha is None else alpha)
     return df
@@ -329,7 +338,7 @@ def calibrate_alpha(steerer:Steerer, # any steering method
         texts = steerer.generate(prompts, weights, alpha, max_new_tokens, **gen_kw)
         ratio = continuation_perplexity(steerer.model, prompts, texts) / ppl_b
         rep = np.array([repetition_rate(x) for x in texts])
-        ok = (ratio <= max_ppl_ratio) & (rep <= max_repetition) & np.array([x.strip() != "" for x in texts])
+        ok = coherence_gate(ratio, texts, max_ppl_ratio, max_repetition)
         row = dict(alpha=alpha, coherent=float(ok.mean()), ppl_ratio=float(np.nanmedian(ratio)), repetition=float(rep.mean()),
                    changed=float(np.mean([a != b for a, b in zip(texts, base)])), example=texts[0])
         if eval_classifier is not None:
