@@ -1,5 +1,5 @@
 # The two commands (see README.md): `make run` starts the workbench, `make test` runs the whole default suite.
-.PHONY: run test test-slow bench docs setup
+.PHONY: run test test-slow bench docs setup execute
 setup:
 	bash scripts/bootstrap.sh
 run:
@@ -12,3 +12,6 @@ docs:  ## render every notebook into the static site in site/ (offline)
 	bash scripts/bootstrap.sh && .venv/bin/python scripts/build_docs.py
 bench:
 	bash scripts/bootstrap.sh && for f in benchmarks/bench_*.py; do .venv/bin/python $$f; done
+execute:  ## re-run one notebook in a kernel and save its outputs: make execute NB=nbs/tutorials/k_steering.ipynb
+	bash scripts/bootstrap.sh && HF_HUB_OFFLINE=1 .venv/bin/jupyter nbconvert --to notebook --execute --inplace \
+		--ExecutePreprocessor.timeout=-1 "$(NB)"

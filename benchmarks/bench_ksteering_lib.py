@@ -112,9 +112,11 @@ def main():
     from interpwb.models import load_model, chat_prompt, model_name, EMBEDDED_MODEL
     from interpwb.steering.data import load_tonebank, load_exemplars, split_steer_eval, labelled_prompts
     from interpwb.steering.classifier import fit_classifier
-    from interpwb.steering.ksteering import KSteering, text_probs, continuation_perplexity, coherence_gate
-    from interpwb.steering.evaluate import target_set_plan, comparison_table
-    from interpwb.steering.judges import TextJudge
+    from interpwb.steering.ksteering import KSteering
+    from interpwb.steering.evaluate import text_probs, continuation_perplexity
+    from interpwb.textstats import coherence_gate
+    from interpwb.steering.compare import target_set_plan, comparison_table
+    from interpwb.steering.text_judge import TextJudge
     set_threads(args.threads); seed = seed_everything(0)
     py = library_python(ROOT/".cache"/"ksteering-venv")
     if py is None: return

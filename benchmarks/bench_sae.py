@@ -13,9 +13,10 @@
 import argparse, os, statistics, time
 import torch
 from interpwb.core import set_threads
-from interpwb.mfr import MFRPenalty, match_features
-from interpwb.sae import SAEConfig, SAEEnsemble
-from interpwb.sae_train import SAETrainer
+from interpwb.sae.mfr import MFRPenalty
+from interpwb.sae.matching import match_features
+from interpwb.sae.ensemble import SAEConfig, SAEEnsemble
+from interpwb.sae.trainer import SAETrainer
 
 
 def _sync(device):

@@ -63,7 +63,7 @@ def real_activations(path:Path, hook:str, n_rows:int) -> Path:
     if path.exists() and load_file(str(path))["acts"].shape[0] >= n_rows: return path
     from interpwb.models import load_model
     from interpwb.activations import collect_activations
-    from interpwb.app import app_corpus
+    from interpwb.app.artifacts import app_corpus
     model = load_model()
     texts, rows, got = app_corpus(), [], 0
     for i in range(0, len(texts), 16):
@@ -79,8 +79,8 @@ def real_activations(path:Path, hook:str, n_rows:int) -> Path:
 
 def time_interpwb(a:dict) -> list[float]:
     from safetensors.torch import load_file
-    from interpwb.sae import SAEConfig, SAEEnsemble
-    from interpwb.sae_train import SAETrainer
+    from interpwb.sae.ensemble import SAEConfig, SAEEnsemble
+    from interpwb.sae.trainer import SAETrainer
     torch.manual_seed(0)
     x = load_file(a["acts"])["acts"][: a["batch"]].to(a["device"])
     ens = SAEEnsemble(SAEConfig(d_in=a["d_in"], d_sae=a["d_sae"], k=a["k"], n_saes=1, architecture="topk")).to(a["device"])

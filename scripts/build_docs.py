@@ -22,8 +22,11 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS_SRC = ROOT/"docs_src"
 PROC = ROOT/"_proc"/"docs"            # processed notebooks = mkdocs docs_dir (git-ignored)
 VENDOR = ROOT/"_proc"/"docs_vendor"   # npm packages (git-ignored)
-SECTIONS = {"0": "Foundations", "1": "Steering", "2": "Sparse autoencoders", "3": "Reward & feature diff",
-            "4": "Simulators", "5": "Figures & app", "6": "Extras", "7": "Extras", "8": "Extras", "9": "Extras"}
+# The sidebar is the package map: the root notebooks (the foundation modules), then one section per subpackage, in the
+# order of the architecture (a folder not listed here comes after them, then the tutorials).
+SECTIONS = {"": "Foundations", "steering": "steering: K-Steering", "sae": "sae: sparse autoencoders and MFR",
+            "rl": "rl: tuning on a known reward", "model_diff": "model_diff: base vs tuned",
+            "simulators": "simulators: Cartesian objects and PSE", "app": "app: the workbench", "tutorials": "Tutorials"}
 
 def log(*a): print("[docs]", *a, flush=True)
 
@@ -175,25 +178,26 @@ def nb_title(path:Path) -> str:
             if m: return m.group(1).strip()
     return path.stem
 
+def _section(p:Path, nbs:Path) -> str:
+    rel = p.relative_to(nbs)
+    return rel.parts[0] if len(rel.parts) > 1 else ""
+
 def notebooks(nbs:Path) -> list[Path]:
-    "Every notebook in nbs/ (recursively) in notebook order, skipping checkpoints and `_`-prefixed drafts."
-    return sorted(p for p in nbs.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts
-                  and not any(part.startswith(("_", ".")) for part in p.relative_to(nbs).parts))
+    "Every notebook in nbs/ (recursively) in reading order - the package map's, see `SECTIONS` - skipping checkpoints and drafts."
+    found = [p for p in nbs.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts
+             and not any(part.startswith(("_", ".")) for part in p.relative_to(nbs).parts)]
+    order = list(SECTIONS)
+    rank = lambda p: (p.name != "index.ipynb", order.index(_section(p, nbs)) if _section(p, nbs) in order else len(order) - 1.5, p.as_posix())
+    return sorted(found, key=rank)
 
 def make_nav(paths:list[Path], nbs:Path) -> list:
-    "Sidebar: Home, then API notebooks grouped by their ten-block, then tutorials (and any other folder)."
+    "Sidebar: Home, then one section per folder (= subpackage), in the order `notebooks` returns them."
     nav, groups = [], {}
     for p in paths:
         rel = p.relative_to(nbs).as_posix()
-        entry = {nb_title(p): rel}
         if rel == "index.ipynb": nav.insert(0, {"Home": rel}); continue
-        if "/" in rel: key = rel.split("/")[0].replace("_", " ").capitalize()
-        else: key = SECTIONS.get(rel[0], "More") if rel[0].isdigit() else "More"
-        groups.setdefault(key, []).append(entry)
-    order = list(dict.fromkeys([*SECTIONS.values(), "More"]))
-    for k in sorted(groups, key=lambda k: (order.index(k) if k in order else 100 if k != "Tutorials" else 99, k)):
-        nav.append({k: groups[k]})
-    return nav
+        groups.setdefault(_section(p, nbs), []).append({nb_title(p): rel})
+    return nav + [{SECTIONS.get(k, k.replace("_", " ")): v} for k, v in groups.items()]
 
 # ------------------------------------------------------------------------------------------------------------ main
 def build(out:Path=ROOT/"site", nbs:Path=ROOT/"nbs", strict:bool=False) -> Path:

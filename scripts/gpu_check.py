@@ -33,8 +33,8 @@ from interpwb.models import tiny_model, chat_prompt
 from interpwb.activations import collect_activations
 from interpwb.steering.ksteering import KSteering
 from interpwb.steering.baselines import CAASteering
-from interpwb.synthetic import make_synthetic
-from interpwb.sae_train import train_saes
+from interpwb.sae.synthetic import make_synthetic
+from interpwb.sae.train import train_saes
 
 cpu, gpu = tiny_model(device="cpu"), tiny_model(device=DEV)
 texts = ["Tell me about the sea.", "A much longer question about why the sky is blue at noon?", "Hi"]
@@ -93,7 +93,7 @@ def _():
     n = torch.cuda.device_count() if DEV == "cuda" else 1
     with tempfile.TemporaryDirectory() as d:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
-               str(ROOT/"scripts"/"ddp_train_saes.py"), "--synthetic", "sharkey", "--n-samples", "4096", "--dim", "32",
+               "-m", "interpwb.sae.train", "--synthetic", "sharkey", "--n-samples", "4096", "--dim", "32",
                "--n-features", "64", "--n-saes", "2", "--d-sae", "64", "--k", "4", "--mfr-alpha", "1.0", "--steps", "50",
                "--lr", "1e-2", "--batch-size", "512", "--warmup-steps", "10", "--seed", "0", "--out", d]
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT,

@@ -7,7 +7,7 @@ bash scripts/bootstrap.sh
 export HF_HUB_OFFLINE=1
 PORT=${PORT:-8888}
 # the model is de-quantised and cached once; the app's Voila template (lab without CDN links) is written to app/.voila
-.venv/bin/python -c "from interpwb.models import load_model; from interpwb.app import offline_voila_template; offline_voila_template('app/.voila'); m = load_model(); print('[run] embedded model ready:', m.cfg.model_name)"
+.venv/bin/python -c "from interpwb.models import load_model; from interpwb.app.voila import offline_voila_template; offline_voila_template('app/.voila'); m = load_model(); print('[run] embedded model ready:', m.cfg.model_name)"
 export JUPYTER_PATH="$PWD/app/.voila${JUPYTER_PATH:+:$JUPYTER_PATH}"
 TOKEN=${JUPYTER_TOKEN:-$(.venv/bin/python -c "import secrets; print(secrets.token_hex(16))")}
 echo "[run] workbench: http://127.0.0.1:${PORT}/?token=${TOKEN}  (the first launch trains and caches the panels' artifacts: minutes; reload when it says so)"

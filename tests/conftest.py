@@ -24,6 +24,6 @@ def artifacts_dir():
 
 @pytest.fixture
 def browser_ready():
-    from interpwb.testing import browser_unavailable_reason
+    from browser import browser_unavailable_reason
     why = browser_unavailable_reason()
     if why: pytest.skip(f"browser test skipped: {why}")

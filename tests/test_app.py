@@ -17,7 +17,7 @@ READY_TIMEOUT = 1500 if PROFILE == "quick" else 5400  # s: first launch trains t
 @pytest.fixture(scope="module")
 def app_page():
     "A Chromium page on the Voila-served workbench, once every panel is built (or failed, or is missing)."
-    from interpwb.testing import voila_server, browser_page, browser_unavailable_reason
+    from browser import voila_server, browser_page, browser_unavailable_reason
     why = browser_unavailable_reason()  # what the `browser_ready` fixture checks (it is function-scoped)
     if why: pytest.skip(f"browser test skipped: {why}")
     with voila_server(APP, timeout=180, env={"INTERPWB_APP_PROFILE": PROFILE, "INTERPWB_THREADS": "2"}) as url:
@@ -59,26 +59,24 @@ def wait_changed(panel, before:str, timeout:float=120) -> str:
     raise AssertionError("the panel did not change")
 
 def test_workbench_is_ready_and_has_all_tabs(app_page, artifacts_dir):
-    from interpwb.app import default_panels
+    from interpwb.app.workbench import PANELS
     status = app_page.locator(".interpwb-workbench").inner_text()
     (ROOT/"nbs"/"images").mkdir(exist_ok=True)
     app_page.screenshot(path=str(artifacts_dir/"workbench_first_tab.png"))
     assert "Ready:" in status and "reload the page" not in status, status[:2000]
     titles = tab_titles(app_page)
-    assert titles == [s.title for s in default_panels()], titles
+    assert titles == [cls.title for cls, _ in PANELS], titles
     assert "interpwb workbench" in status
 
 def test_every_tab_renders_with_its_help_line(app_page, artifacts_dir):
-    from interpwb.app import default_panels, find_panel_class
-    for spec in default_panels():
-        panel = open_tab(app_page, spec.title)
+    from interpwb.app.workbench import PANELS
+    for cls, _ in PANELS:
+        panel = open_tab(app_page, cls.title)
         text = panel.inner_text()
-        assert spec.help[:40] in text, (spec.title, text[:500])
-        if find_panel_class(spec) is None: assert "not built yet" in text, text[:500]
-        else:
-            assert "could not be built" not in text, text[:3000]
-            assert panel.locator(".widget-slider, .widget-dropdown, button, .widget-toggle-buttons").count() > 0, spec.title
-        app_page.screenshot(path=str(artifacts_dir/f"workbench_{spec.title.lower()}.png"))
+        assert cls.help[:40] in text, (cls.title, text[:500])
+        assert "could not be built" not in text, text[:3000]
+        assert panel.locator(".widget-slider, .widget-dropdown, button, .widget-toggle-buttons").count() > 0, cls.title
+        app_page.screenshot(path=str(artifacts_dir/f"workbench_{cls.title.lower()}.png"))
 
 def _slide(panel, page, index:int=0, presses:int=3, key:str="ArrowRight"):
     handle = panel.locator(".widget-slider .noUi-handle").nth(index)
@@ -86,8 +84,6 @@ def _slide(panel, page, index:int=0, presses:int=3, key:str="ArrowRight"):
     for _ in range(presses): page.keyboard.press(key)
 
 def test_overlap_panel_responds(app_page, artifacts_dir):
-    from interpwb.app import default_panels, find_panel_class
-    if find_panel_class(default_panels()[1]) is None: pytest.skip("no OverlapPanel in this version")
     panel = open_tab(app_page, "Overlap")
     panel.locator(".js-plotly-plot .main-svg").first.wait_for()
     count = lambda: panel.locator(".interpwb-overlap-panel .widget-html", has_text="features shared").first.inner_text()
@@ -111,8 +107,6 @@ def test_overlap_panel_responds(app_page, artifacts_dir):
     app_page.screenshot(path=str(artifacts_dir/"workbench_overlap_driven.png"))
 
 def test_steering_panel_responds(app_page, artifacts_dir):
-    from interpwb.app import default_panels, find_panel_class
-    if find_panel_class(default_panels()[0]) is None: pytest.skip("no SteeringPanel in this version")
     panel = open_tab(app_page, "Steering")
     before = panel.inner_html()
     _slide(panel, app_page, 0, presses=5)  # first attribute slider up
@@ -128,8 +122,6 @@ def test_steering_panel_responds(app_page, artifacts_dir):
         shutil.copy(artifacts_dir/"workbench_steering_driven.png", ROOT/"nbs"/"images"/"workbench.png")
 
 def test_simulators_panel_responds(app_page, artifacts_dir):
-    from interpwb.app import default_panels, find_panel_class
-    if find_panel_class(default_panels()[3]) is None: pytest.skip("no SimulatorPanel in this version")
     panel = open_tab(app_page, "Simulators")
     panel.locator(".js-plotly-plot .main-svg").first.wait_for()
     before = panel.inner_html()
@@ -144,8 +136,6 @@ def test_simulators_panel_responds(app_page, artifacts_dir):
     app_page.screenshot(path=str(artifacts_dir/"workbench_simulators_driven.png"))
 
 def test_diff_panel_responds(app_page, artifacts_dir):
-    from interpwb.app import default_panels, find_panel_class
-    if find_panel_class(default_panels()[2]) is None: pytest.skip("no DiffPanel in this version")
     panel = open_tab(app_page, "Diff")
     before = panel.inner_html()
     if panel.locator(".widget-slider .noUi-handle").count(): _slide(panel, app_page, 0, 2); before = wait_changed(panel, before)
@@ -167,7 +157,7 @@ def test_no_console_errors_failed_or_external_requests(app_page):
 def test_ensure_tuned_adapter_runs_on_an_empty_cache(tmp_path):
     # On a fresh machine the Diff tab RL-tunes an adapter itself (no tutorial adapter in the cache): a one-step run
     # must report its progress, save the adapter and serve it from the cache on the next call.
-    from interpwb.app import ensure_tuned_adapter
+    from interpwb.app.artifacts import ensure_tuned_adapter
     from interpwb.testing import embedded_model
     msgs = []
     report = lambda msg, frac=None: msgs.append(msg)

@@ -4,8 +4,8 @@ from pathlib import Path
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
-from interpwb.reward.diff import FeatureDiff
-from interpwb.reward.panel import DiffPanel, classify, demo_diff, feature_detail_html
+from interpwb.model_diff.feature_diff import FeatureDiff
+from interpwb.model_diff.panel import DiffPanel, classify, demo_diff, feature_detail_html
 
 APP = Path(__file__).parent/"apps"/"diff_app.ipynb"
 
@@ -67,7 +67,7 @@ def test_saved_results_round_trip_into_the_panel(tmp_path):
     assert p.count.value == DiffPanel(d).count.value
 
 def test_diff_panel_in_a_real_browser(browser_ready, artifacts_dir, tmp_path):
-    from interpwb.testing import voila_server, browser_page
+    from browser import voila_server, browser_page
     shutil.copy(APP, tmp_path/APP.name)
     demo_diff(seed=0).save(tmp_path/"results")
     (tmp_path/"voila.json").write_text(json.dumps({"VoilaConfiguration": {"preheat_kernel": True},

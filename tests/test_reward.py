@@ -3,9 +3,12 @@ import math
 import pytest, torch
 from interpwb.core import ArtifactError, cache_dir, set_progress
 from interpwb.models import load_hf, tiny_model
-from interpwb.reward.tokens import TokenReward, read_vader_lexicon, read_reward_mapping, token_reward_figure
-from interpwb.reward.rl import (RLConfig, TRAIN_PROMPTS, HELDOUT_PROMPTS, train_rl, save_tuned, load_tuned_hf,
-                                load_tuned_model, group_advantages, kl_per_token, distinct_n, evaluate_policy)
+from interpwb.rl.reward import TokenReward, read_vader_lexicon, read_reward_mapping, token_reward_figure
+from interpwb.rl.train import RLConfig, TRAIN_PROMPTS, HELDOUT_PROMPTS, train_rl, save_tuned, group_advantages
+from interpwb.rl.train import kl_per_token
+from interpwb.models import load_tuned_hf, load_tuned_model
+from interpwb.textstats import distinct_n
+from interpwb.rl.evaluate import evaluate_policy
 
 TINY = "tiny-llama-L2-d64-s0"
 

@@ -1,7 +1,7 @@
 "The README's run command really starts the workbench on 127.0.0.1 and prints a URL that answers."
 import os, re, signal, subprocess, tempfile, time, urllib.request
 from pathlib import Path
-from interpwb.testing import free_port
+from browser import free_port
 
 ROOT = Path(__file__).parents[1]
 

@@ -7,10 +7,13 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 from interpwb.core import ArtifactError
-from interpwb.mfr import cosine_matrix, match_features, mmcs, mfr_penalty, MFRPenalty, max_cosines
-from interpwb.sae import SAEConfig, SAEEnsemble
-from interpwb.sae_train import SAETrainer, train_saes, save_checkpoint, load_checkpoint
-from interpwb.synthetic import make_synthetic
+from interpwb.sae.matching import cosine_matrix, match_features, mmcs, max_cosines
+from interpwb.sae.mfr import mfr_penalty, MFRPenalty
+from interpwb.sae.ensemble import SAEConfig, SAEEnsemble
+from interpwb.sae.trainer import SAETrainer
+from interpwb.sae.train import train_saes
+from interpwb.sae.checkpoint import save_checkpoint, load_checkpoint
+from interpwb.sae.synthetic import make_synthetic
 
 SMALL = dict(n_saes=2, d_sae=64, k=4, steps=24, lr=1e-2, batch_size=128, warmup_steps=4)
 

@@ -32,8 +32,8 @@ def saelens_python():
 
 @pytest.mark.parametrize("architecture", ["topk", "relu_l1"])
 def test_saelens_loads_our_export_and_reconstructs_the_same(saelens_python, tmp_path, architecture):
-    from interpwb.sae import SAEConfig, SAEEnsemble
-    from interpwb.sae_train import train_saes
+    from interpwb.sae.ensemble import SAEConfig, SAEEnsemble
+    from interpwb.sae.train import train_saes
     torch.manual_seed(0)
     data = torch.randn(2048, 32)
     ens, _ = train_saes(data, n_saes=2, d_sae=64, k=4, steps=30, batch_size=256, architecture=architecture,

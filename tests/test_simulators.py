@@ -4,9 +4,10 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 import pytest, torch
-from interpwb.simulators.lm import (SCENARIOS, Scenario, Simulation, complexity_proxies, option_logprobs, select, simulate)
-from interpwb.simulators.pse import (PSEResults, backtest, fit_trend, object_heatmap, option_probs_figure, run_pse,
-                                     synthetic_results, trend_figure)
+from interpwb.simulators.simulation import SCENARIOS, Scenario, Simulation, complexity_proxies, select, simulate
+from interpwb.scoring import option_logprobs
+from interpwb.simulators.pse import PSEResults, backtest, fit_trend, object_heatmap, option_probs_figure, run_pse
+from interpwb.simulators.pse import synthetic_results, trend_figure
 from interpwb.simulators.panel import SimulatorPanel
 
 APP = Path(__file__).parent/"apps"/"simulator_app.ipynb"
@@ -178,7 +179,7 @@ def test_panel_on_a_tiny_model_run(tiny):
     with pytest.raises(ValueError, match="at least one simulation"): SimulatorPanel(PSEResults({}))
 
 def test_simulator_panel_in_a_real_browser(browser_ready, artifacts_dir, tmp_path):
-    from interpwb.testing import voila_server, browser_page
+    from browser import voila_server, browser_page
     shutil.copy(APP, tmp_path/APP.name)
     # progressive rendering: the page loads at once and the cell runs afterwards; IPC kernel sockets avoid TCP port
     # races between the many kernels a busy machine starts

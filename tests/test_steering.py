@@ -7,7 +7,10 @@ import pytest, torch
 from interpwb.core import ArtifactError
 from interpwb.models import chat_prompt, tokenize, tiny_model
 from interpwb.steering.classifier import AttributeClassifier, train_classifier, fit_classifier, default_hook
-from interpwb.steering.ksteering import KSteering, weights_from, calibrate_alpha, steering_scores, repetition_rate
+from interpwb.steering.ksteering import KSteering
+from interpwb.steering.base import weights_from
+from interpwb.steering.evaluate import calibrate_alpha, steering_scores
+from interpwb.textstats import repetition_rate
 from interpwb.steering.baselines import CAASteering, LinearSteering
 
 LABELS = ["loud", "quiet"]

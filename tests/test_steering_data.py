@@ -3,9 +3,9 @@ import json, re, shutil
 from pathlib import Path
 import pandas as pd
 import pytest
-from interpwb.steering.data import (BENCHMARKS, SteeringDataError, data_dir, load_benchmark, load_tonebank,
-                                   load_debatemix, load_exemplars, benchmark_labels, check_labels, labelled_prompts,
-                                   split_steer_eval, target_combinations, benchmark_summary, category_counts_figure)
+from interpwb.steering.data import BENCHMARKS, SteeringDataError, data_dir, load_benchmark, load_tonebank
+from interpwb.steering.data import load_debatemix, load_exemplars, benchmark_labels, check_labels, labelled_prompts
+from interpwb.steering.data import split_steer_eval, target_combinations, benchmark_summary, category_counts_figure
 
 TONES = ["expert", "cautious", "empathetic", "casual", "concise"]
 STYLES = ["reductio_ad_absurdum", "appeal_to_precedent", "straw_man_reframing", "burden_of_proof_shift",

@@ -4,9 +4,12 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import numpy as np, pandas as pd, pytest, torch
 from interpwb.core import ArtifactError, save_artifact
 from interpwb.models import chat_prompt, tokenize
-from interpwb.steering.judges import (perplexity, degeneracy, coherence, is_coherent, Judge, LocalJudge, EndpointJudge,
-                                      TextJudge, steering_score, aggregate_scores, success_vs_alpha_figure,
-                                      attribute_heatmap_figure, method_comparison_figure, rubric_prompts)
+from interpwb.scoring import perplexity
+from interpwb.textstats import degeneracy, coherence, is_coherent
+from interpwb.steering.judges import Judge, LocalJudge, EndpointJudge, rubric_prompts
+from interpwb.steering.text_judge import TextJudge
+from interpwb.steering.compare import steering_score, aggregate_scores, success_vs_alpha_figure
+from interpwb.steering.compare import attribute_heatmap_figure, method_comparison_figure
 
 PROMPTS = ["<|im_start|>user\nWhat is a river?<|im_end|>\n<|im_start|>assistant\n", "Tell me",
            "<|im_start|>user\nName a colour and explain why people like it so much.<|im_end|>\n<|im_start|>assistant\n"]
@@ -138,7 +141,7 @@ def test_endpoint_judge_reports_http_errors(fake_server):
     with pytest.raises(RuntimeError, match="HTTP 500.*overloaded"): EndpointJudge(fake_server, model="m").score(["x"], ["casual"])
 
 def test_endpoint_judge_unreachable_is_a_connection_error():
-    from interpwb.testing import free_port
+    from browser import free_port
     with pytest.raises(ConnectionError, match="Could not reach"):
         EndpointJudge(f"http://127.0.0.1:{free_port()}/v1", model="m", timeout=5).score(["x"], ["casual"])
 

@@ -52,7 +52,7 @@ def test_errors_show_in_the_panel(ks):
     assert "empty" in p.status.value and p.error is not None
 
 def test_steering_panel_in_a_real_browser(browser_ready, artifacts_dir, tmp_path):
-    from interpwb.testing import voila_server, browser_page
+    from browser import voila_server, browser_page
     shutil.copy(APP, tmp_path/APP.name)
     (tmp_path/"voila.json").write_text(json.dumps({"VoilaConfiguration": {"progressive_rendering": True}}))
     real = os.environ.get("STEERING_APP") == "real"  # the documentation screenshot: embedded model + tutorial cache
