@@ -114,7 +114,7 @@ def main():
     from interpwb.steering.classifier import fit_classifier
     from interpwb.steering.ksteering import KSteering
     from interpwb.steering.evaluate import text_probs, continuation_perplexity
-    from interpwb.textstats import coherence_gate
+    from interpwb.textstats import is_coherent
     from interpwb.steering.compare import target_set_plan, comparison_table
     from interpwb.steering.text_judge import TextJudge
     set_threads(args.threads); seed = seed_everything(0)
@@ -166,7 +166,7 @@ def main():
         "One method's rows in `compare_methods`'s format, so that `comparison_table` summarises them."
         ps = text_probs(eval_clf, model, prompts, texts); ppl = continuation_perplexity(model, prompts, texts) / ppl_b
         d = ps[np.arange(len(texts)), idx] - pb[np.arange(len(texts)), idx]
-        js = judge.predict_proba(texts); ok = coherence_gate(ppl, texts)
+        js = judge.predict_proba(texts); ok = is_coherent(texts, perplexities=ppl, reference=1.0)  # ppl is already the ratio to the unsteered text
         return pd.DataFrame(dict(method=name, target_delta=d, coherent=ok, coherent_target_delta=np.where(ok, d, 0.0),
                                  ppl_ratio=ppl, text_judge_delta=[js[t][i] - jb[t][i] for i, t in enumerate(plan.targets)],
                                  changed=[a != b for a, b in zip(texts, base)]))
