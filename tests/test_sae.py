@@ -160,7 +160,7 @@ def test_saelens_format_round_trip(tmp_path, arch):
                                 meta=dict(model="m", hook_point="blocks.1.hook_resid_post")))
     if not ens.arch.tied:
         with torch.no_grad(): ens.b_dec.normal_(); ens.b_enc.normal_()
-    folders = ens.to_saelens(tmp_path)
+    folders = ens.to_saelens(tmp_path, saelens_relu=arch == "topk_tied")
     assert [f.name for f in folders] == ["sae_0", "sae_1"]
     cfg = json.loads((folders[1]/"cfg.json").read_text())
     w = load_file(str(folders[1]/"sae_weights.safetensors"))

@@ -123,3 +123,13 @@ def test_patched_methods_live_in_their_class_module(mod):
         if isinstance(f, ast.FunctionDef) and any("patch" in ast.unparse(d) for d in f.decorator_list):
             ann = f.args.args[0].annotation
             assert ann is not None and ast.unparse(ann) in defined, f"{mod}.{f.name} patches {ast.unparse(ann) if ann else '?'}, defined elsewhere"
+
+@pytest.mark.parametrize("mod", sorted(m for m in MODULES if m != "interpwb"))
+def test_every_public_name_has_its_own_one_line_docstring(mod):
+    import importlib, inspect
+    m = importlib.import_module(mod)
+    for name in getattr(m, "__all__", []):
+        obj = getattr(m, name)
+        if not (inspect.isfunction(obj) or inspect.isclass(obj)): continue
+        doc = obj.__dict__.get("__doc__") if inspect.isclass(obj) else obj.__doc__
+        assert doc and doc.strip(), f"{mod}.{name} has no docstring of its own"

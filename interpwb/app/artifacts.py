@@ -4,7 +4,7 @@
 
 # %% ../../nbs/app/00_artifacts.ipynb #f1a3588a
 from __future__ import annotations
-import json, re
+import hashlib, json, re
 from pathlib import Path
 from typing import Callable
 import pandas as pd
@@ -171,7 +171,8 @@ def ensure_simulator_results(model, # the simulator model
     "Load (or run once with `run_pse` and cache) the app's PSE experiment: a `PSEResults`."
     scenarios = list(scenarios or SCENARIOS)
     levels, seeds = [int(l) for l in levels], [int(s) for s in seeds]
-    path = app_cache(model, "pse", root=cache)/f"pse-{len(scenarios)}sc-{levels[0]}to{levels[-1]}-{len(seeds)}seeds.json"
+    key = hashlib.sha1(json.dumps([scenarios, levels, seeds]).encode()).hexdigest()[:10]  # the experiment, exactly
+    path = app_cache(model, "pse", root=cache)/f"pse-{len(scenarios)}sc-{levels[0]}to{levels[-1]}-{len(seeds)}seeds-{key}.json"
     if rebuild and path.exists(): path.unlink()
     n = len(scenarios) * len(levels) * len(seeds)
     _say(report, f"Simulators: {'loading' if path.exists() else 'running (first launch only)'} {n} simulations", 0.0)

@@ -14,7 +14,46 @@ from ..ui import Panel
 from .feature_diff import FeatureDiff, diff_scatter_figure
 
 # %% auto #0
-__all__ = ['classify', 'feature_detail_html', 'DiffPanel', 'demo_diff']
+__all__ = ['demo_diff', 'classify', 'feature_detail_html', 'DiffPanel']
+
+# %% ../../nbs/model_diff/04_panel.ipynb #e3d7ca5e
+def demo_diff(n_features:int=40, # features per model and layer
+              layers:tuple=(3, 5), # layer numbers
+              seed:int=0, # the tables are a pure function of the seed
+             ) -> FeatureDiff:
+    "A synthetic `FeatureDiff` (random tables with the real columns) for demos and tests."
+    rng = np.random.default_rng(seed)
+    words = ["good", "bad", "great", "awful", "movie", "the", "love", "boring", "happy", "plot", "sad", "fun"]
+    valence = {"good": 0.38, "bad": -0.5, "great": 0.62, "awful": -0.4, "love": 0.64, "boring": -0.26, "happy": 0.54,
+               "sad": -0.42, "fun": 0.46}
+    feats, ctx, lens = [], [], []
+    for layer in layers:
+        for model in ("base", "tuned"):
+            n = n_features
+            best = rng.beta(4, 2, n); within = rng.beta(3, 2, n)
+            corr = rng.normal(0, 0.08, n) + (model == "tuned") * (best < 0.6) * rng.normal(0.15, 0.05, n)
+            feats.append(pd.DataFrame(dict(layer=layer, model=model, feature=np.arange(n), small_partner=np.arange(n),
+                within_cos=within, real=within >= 0.7, best_match=best, hungarian_cos=best * 0.9,
+                cls=np.where(best >= 0.7, "shared", f"{model}-only"), freq=rng.uniform(0.001, 0.1, n),
+                mean_act=rng.uniform(0, 1, n), reward_corr=corr, shift_high=rng.normal(0, 0.1, n),
+                shift_low=rng.normal(0, 0.1, n), lens_reward=rng.normal(0, 0.1, n), lens_tokens="")))
+            for f in range(n):
+                for seen in ("base", "tuned"):
+                    for rank in range(3):
+                        w = words[rng.integers(len(words))]
+                        ctx.append(dict(layer=layer, model=model, seen_in=seen, feature=f, rank=rank, token=f" {w}",
+                                        activation=float(3 - rank + rng.uniform()), left="The film was",
+                                        context=f"The film was[ {w}]", text=0, position=3))
+                for rank in range(10):
+                    w = words[rng.integers(len(words))]
+                    lens.append(dict(layer=layer, model=model, feature=f, rank=rank, token=f" {w}", logit=float(10 - rank),
+                                     reward=valence.get(w, 0.0)))
+    features = pd.concat(feats, ignore_index=True)
+    features["shift_gap"] = features.shift_high - features.shift_low
+    empty = pd.DataFrame()
+    return FeatureDiff(pd.DataFrame(dict(layer=list(layers), abs_diff=1.0)), features, pd.DataFrame(ctx), pd.DataFrame(lens),
+                       empty, empty, dict(base="demo-base", tuned="demo-tuned", layers=list(layers), match_threshold=0.7,
+                                          real_threshold=0.7, seed=seed, demo=True))
 
 # %% ../../nbs/model_diff/04_panel.ipynb #4653b02c
 def classify(features:pd.DataFrame, # `FeatureDiff.features`
@@ -61,8 +100,8 @@ def feature_detail_html(diff:FeatureDiff, # the diff results
 
 # %% ../../nbs/model_diff/04_panel.ipynb #9ae50c93
 class DiffPanel(Panel):
-    title, help = 'Diff', 'How did RL fine-tuning change the model? Features of the base and the tuned model, matched and correlated with the reward; pick one to see where it fires.'
     "Browse a `FeatureDiff`: filter features by class and thresholds, pick one to see its contexts and logit lens."
+    title, help = 'Diff', 'How did RL fine-tuning change the model? Features of the base and the tuned model, matched and correlated with the reward; pick one to see where it fires.'
     HELP = ("Each dot is a feature of the base or tuned dictionary: x = its best cosine match in the other model, y = how its "
             "activation correlates with the token reward. Left of the dashed line = model-specific. Pick a feature to see "
             "where it fires in base vs tuned activations and which tokens its decoder direction promotes.")
@@ -73,7 +112,7 @@ class DiffPanel(Panel):
                 ):
         self.diff, self.max_options = diff, max_options
         layers = sorted(int(l) for l in diff.features.layer.unique())
-        self.help = W.HTML(f"<i>{self.HELP}</i>")
+        self.help_html = W.HTML(f"<i>{self.HELP}</i>")
         self.layer = W.Dropdown(options=layers, value=layers[0], description="layer")
         self.classes = W.SelectMultiple(options=["tuned-only", "base-only", "shared"], value=("tuned-only", "base-only", "shared"),
                                         description="classes", rows=3)
@@ -88,7 +127,7 @@ class DiffPanel(Panel):
         self.detail = W.HTML()
         for w in (self.layer, self.classes, self.match, self.real_only, self.real): w.observe(self._refresh, names="value")
         self.feature.observe(self._show_feature, names="value")
-        self.widget = W.VBox([self.help, W.HBox([self.layer, self.classes, W.VBox([self.match, self.real, self.real_only])]),
+        self.widget = W.VBox([self.help_html, W.HBox([self.layer, self.classes, W.VBox([self.match, self.real, self.real_only])]),
                               self.count, self.plot_box, self.feature, self.detail])
         self.widget.add_class("interpwb-diff-panel")
         self._refresh()
@@ -167,42 +206,3 @@ def from_artifacts(cls:DiffPanel, model, # the base model (the diff records its 
     if model is not None and diff.meta.get("base") not in (None, model.cfg.model_name):
         raise ValueError(f"This diff is of {diff.meta.get('base')!r}, not {model.cfg.model_name!r}.")
     return cls(diff, **kwargs)
-
-# %% ../../nbs/model_diff/04_panel.ipynb #e3d7ca5e
-def demo_diff(n_features:int=40, # features per model and layer
-              layers:tuple=(3, 5), # layer numbers
-              seed:int=0, # the tables are a pure function of the seed
-             ) -> FeatureDiff:
-    "A synthetic `FeatureDiff` (random tables with the real columns) for demos and tests."
-    rng = np.random.default_rng(seed)
-    words = ["good", "bad", "great", "awful", "movie", "the", "love", "boring", "happy", "plot", "sad", "fun"]
-    valence = {"good": 0.38, "bad": -0.5, "great": 0.62, "awful": -0.4, "love": 0.64, "boring": -0.26, "happy": 0.54,
-               "sad": -0.42, "fun": 0.46}
-    feats, ctx, lens = [], [], []
-    for layer in layers:
-        for model in ("base", "tuned"):
-            n = n_features
-            best = rng.beta(4, 2, n); within = rng.beta(3, 2, n)
-            corr = rng.normal(0, 0.08, n) + (model == "tuned") * (best < 0.6) * rng.normal(0.15, 0.05, n)
-            feats.append(pd.DataFrame(dict(layer=layer, model=model, feature=np.arange(n), small_partner=np.arange(n),
-                within_cos=within, real=within >= 0.7, best_match=best, hungarian_cos=best * 0.9,
-                cls=np.where(best >= 0.7, "shared", f"{model}-only"), freq=rng.uniform(0.001, 0.1, n),
-                mean_act=rng.uniform(0, 1, n), reward_corr=corr, shift_high=rng.normal(0, 0.1, n),
-                shift_low=rng.normal(0, 0.1, n), lens_reward=rng.normal(0, 0.1, n), lens_tokens="")))
-            for f in range(n):
-                for seen in ("base", "tuned"):
-                    for rank in range(3):
-                        w = words[rng.integers(len(words))]
-                        ctx.append(dict(layer=layer, model=model, seen_in=seen, feature=f, rank=rank, token=f" {w}",
-                                        activation=float(3 - rank + rng.uniform()), left="The film was",
-                                        context=f"The film was[ {w}]", text=0, position=3))
-                for rank in range(10):
-                    w = words[rng.integers(len(words))]
-                    lens.append(dict(layer=layer, model=model, feature=f, rank=rank, token=f" {w}", logit=float(10 - rank),
-                                     reward=valence.get(w, 0.0)))
-    features = pd.concat(feats, ignore_index=True)
-    features["shift_gap"] = features.shift_high - features.shift_low
-    empty = pd.DataFrame()
-    return FeatureDiff(pd.DataFrame(dict(layer=list(layers), abs_diff=1.0)), features, pd.DataFrame(ctx), pd.DataFrame(lens),
-                       empty, empty, dict(base="demo-base", tuned="demo-tuned", layers=list(layers), match_threshold=0.7,
-                                          real_threshold=0.7, seed=seed, demo=True))

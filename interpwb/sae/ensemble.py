@@ -16,28 +16,7 @@ from safetensors.torch import save_file, load_file
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['ARCHITECTURES', 'SAEConfig', 'SAEArchitecture', 'register_architecture', 'SAEEnsemble']
-
-# %% ../../nbs/sae/00_ensemble.ipynb #bae2bcf1
-@dataclass
-class SAEConfig(Config):
-    "Settings shared by every SAE of an `SAEEnsemble`."
-    d_in: int # activation width
-    d_sae: int # number of latents (dictionary size)
-    k: int = 32 # active latents per input (TopK / BatchTopK)
-    n_saes: int = 1 # SAEs trained side by side
-    architecture: str = "topk" # a key of `ARCHITECTURES`: "topk_tied", "topk", "relu_l1", "batchtopk"
-    l1_coeff: float = 0.0 # L1 weight for "relu_l1"
-    seed: int = 0 # SAE i is initialised from a seed derived from (seed, i)
-    meta: dict = field(default_factory=dict) # model, hook_point, ... (free-form, JSON)
-
-    def __post_init__(self):
-        check_choice(self.architecture, ARCHITECTURES, "SAE architecture")
-        for name in ("d_in", "d_sae", "k", "n_saes"):
-            if int(getattr(self, name)) < 1: raise ValueError(f"SAEConfig.{name} must be >= 1; got {getattr(self, name)}.")
-        if ARCHITECTURES[self.architecture].uses_k and self.k > self.d_sae:
-            raise ValueError(f"k={self.k} active latents cannot exceed the dictionary size d_sae={self.d_sae}.")
-
+__all__ = ['ARCHITECTURES', 'SAEArchitecture', 'register_architecture', 'SAEConfig', 'SAEEnsemble']
 
 # %% ../../nbs/sae/00_ensemble.ipynb #f88043d2
 @dataclass
@@ -82,6 +61,27 @@ register_architecture(SAEArchitecture("topk", False, _topk, sparse_activate=_top
 register_architecture(SAEArchitecture("relu_l1", False, lambda pre, cfg: pre.relu(), uses_k=False, saelens_name="standard",
                                       sparsity_loss=lambda z, cfg: cfg.l1_coeff * z.abs().sum(-1).mean(-1)))
 register_architecture(SAEArchitecture("batchtopk", False, _batchtopk, saelens_name="batchtopk"));
+
+# %% ../../nbs/sae/00_ensemble.ipynb #bae2bcf1
+@dataclass
+class SAEConfig(Config):
+    "Settings shared by every SAE of an `SAEEnsemble`."
+    d_in: int # activation width
+    d_sae: int # number of latents (dictionary size)
+    k: int = 32 # active latents per input (TopK / BatchTopK)
+    n_saes: int = 1 # SAEs trained side by side
+    architecture: str = "topk" # a key of `ARCHITECTURES`: "topk_tied", "topk", "relu_l1", "batchtopk"
+    l1_coeff: float = 0.0 # L1 weight for "relu_l1"
+    seed: int = 0 # SAE i is initialised from a seed derived from (seed, i)
+    meta: dict = field(default_factory=dict) # model, hook_point, ... (free-form, JSON)
+
+    def __post_init__(self):
+        check_choice(self.architecture, ARCHITECTURES, "SAE architecture")
+        for name in ("d_in", "d_sae", "k", "n_saes"):
+            if int(getattr(self, name)) < 1: raise ValueError(f"SAEConfig.{name} must be >= 1; got {getattr(self, name)}.")
+        if ARCHITECTURES[self.architecture].uses_k and self.k > self.d_sae:
+            raise ValueError(f"k={self.k} active latents cannot exceed the dictionary size d_sae={self.d_sae}.")
+
 
 # %% ../../nbs/sae/00_ensemble.ipynb #1d46890b
 class SAEEnsemble(nn.Module):
@@ -260,9 +260,14 @@ def load(cls:SAEEnsemble, folder:str|Path, # written by `SAEEnsemble.save`
 # %% ../../nbs/sae/00_ensemble.ipynb #9d308427
 @patch
 def to_saelens(self:SAEEnsemble, folder:str|Path, # parent folder; SAE i goes to folder/sae_{i}
+               saelens_relu:bool=False, # `topk_tied` only: accept that SAELens applies a ReLU this SAE does not have
               ) -> list[Path]:
     "Write each SAE in SAELens's format (`cfg.json` + `sae_weights.safetensors`); returns the folders."
     c, out = self.cfg, []
+    if c.architecture == "topk_tied" and not saelens_relu:
+        raise ValueError("topk_tied keeps negative top-k pre-activations, but SAELens's TopK applies a ReLU to them: SAELens "
+                         "would compute other codes from these files. Pass saelens_relu=True to export anyway (interpwb's "
+                         "from_saelens still reads them exactly), or train architecture='topk'.")
     for i in range(self.n_saes):
         sub = Path(folder)/f"sae_{i}"; sub.mkdir(parents=True, exist_ok=True)
         if self.arch.tied:

@@ -107,8 +107,8 @@ _HELP = ("Pick two SAEs: each feature of A is paired one-to-one with a feature o
          "directions); a pair counts as <b>shared</b> when its cosine reaches the threshold.")
 
 class OverlapPanel(Panel):
-    title, help = 'Overlap', 'Which features do independently trained SAEs share? Compare two SAEs feature by feature and read what the shared features fire on.'
     "Compare the dictionaries of several SAEs pairwise: matched cosines, shared-feature count, examples, truth."
+    title, help = 'Overlap', 'Which features do independently trained SAEs share? Compare two SAEs feature by feature and read what the shared features fire on.'
     def __init__(self, dictionaries:dict[str, torch.Tensor], # name -> [d_sae, d_in] dictionary (features as rows)
                  true_features:torch.Tensor|None=None, # [n_true, d_in] ground truth, when known
                  examples:dict[str, pd.DataFrame]|Callable|None=None, # name -> top_activating_examples frame, or f(name, feature) -> str
@@ -130,7 +130,7 @@ class OverlapPanel(Panel):
         self.truth, self.table_rows, self.heatmap_size, self._matched = true_features, table_rows, heatmap_size, {}
         self.examples = {k: summarize_examples(v) for k, v in examples.items()} if isinstance(examples, dict) else examples
         names = list(self.dicts)
-        self.help = W.HTML(f"<span style='color:#555'>{_HELP}</span>")
+        self.help_html = W.HTML(f"<span style='color:#555'>{_HELP}</span>")
         self.sae_a = W.Dropdown(options=names, value=names[0], description="SAE A")
         self.sae_b = W.Dropdown(options=names, value=names[1], description="SAE B")
         self.view = W.ToggleButtons(options=["sorted curve", "heatmap"], value="sorted curve", description="view")
@@ -143,7 +143,7 @@ class OverlapPanel(Panel):
         for w in (self.sae_a, self.sae_b, self.view): w.observe(self._on_pair, names="value")
         self.threshold.observe(self._on_threshold, names="value")
         self.table_order.observe(lambda _: self._render_table(), names="value")
-        self.widget = W.VBox([self.help, W.HBox([self.sae_a, self.sae_b]), W.HBox([self.threshold, self.count]),
+        self.widget = W.VBox([self.help_html, W.HBox([self.sae_a, self.sae_b]), W.HBox([self.threshold, self.count]),
                               self.view, W.HBox([self.main_out, self.hist_out]), self.truth_out,
                               self.table_order, self.table_out])
         self.widget.add_class("interpwb-overlap-panel")
@@ -202,6 +202,12 @@ def _example_columns(self:OverlapPanel, name:str, features) -> dict:
     return {f"{name} top tokens": [s.top_tokens.get(int(f), "") for f in features],
             f"{name} context": [s.top_context.get(int(f), "") for f in features]}
 
+# %% ../../nbs/sae/10_panel.ipynb #7dc1bd44
+@patch
+def _render_table(self:OverlapPanel):
+    self.table_out.clear_output(wait=True)
+    with self.table_out: display(W.HTML(_TABLE_CSS + self.table().to_html(index=False, escape=True, border=0, classes="interpwb-table")))
+
 # %% ../../nbs/sae/10_panel.ipynb #aa443bae
 @patch
 def table(self:OverlapPanel) -> pd.DataFrame:
@@ -214,12 +220,6 @@ def table(self:OverlapPanel) -> pd.DataFrame:
     for name, col in ((a, rows.feature_a.values), (b, rows.feature_b.values)):
         for k, v in self._example_columns(name, col).items(): out[k if a != b else f"{k} "] = v
     return out
-
-# %% ../../nbs/sae/10_panel.ipynb #7dc1bd44
-@patch
-def _render_table(self:OverlapPanel):
-    self.table_out.clear_output(wait=True)
-    with self.table_out: display(W.HTML(_TABLE_CSS + self.table().to_html(index=False, escape=True, border=0, classes="interpwb-table")))
 
 # %% ../../nbs/sae/10_panel.ipynb #e55ef294
 @patch(cls_method=True)

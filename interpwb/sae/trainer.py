@@ -58,6 +58,12 @@ def auxk_loss(ens:SAEEnsemble, # the ensemble
     var = (resid - resid.mean(1, keepdim=True)).pow(2).mean((1, 2)).clamp(min=1e-12)
     return ((e_hat - resid).pow(2).mean((1, 2)) / var) * dead.any(-1)
 
+# %% ../../nbs/sae/04_trainer.ipynb #ffb192b1
+def _check_int(cfg, name:str, lo:int):
+    v = getattr(cfg, name)
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+        raise ValueError(f"TrainConfig.{name} must be an integer >= {lo}; got {v!r}.")
+
 # %% ../../nbs/sae/04_trainer.ipynb #d3269135
 _DECAYS, _DEAD, _B_DEC, _MFR, _MMCS = ("cosine", "linear", "constant"), ("reinit", "auxk", "none"), ("mean", "zeros"), \
     ("hungarian", "maxcos"), ("hungarian", "max")
@@ -110,12 +116,6 @@ class TrainConfig(Config):
         if self.min_lr_frac > 1: raise ValueError(f"TrainConfig.min_lr_frac must be <= 1; got {self.min_lr_frac}.")
         if ARCHITECTURES[self.architecture].uses_k and self.d_sae is not None and self.k > self.d_sae:
             raise ValueError(f"k={self.k} active latents cannot exceed the dictionary size d_sae={self.d_sae}.")
-
-# %% ../../nbs/sae/04_trainer.ipynb #ffb192b1
-def _check_int(cfg, name:str, lo:int):
-    v = getattr(cfg, name)
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-        raise ValueError(f"TrainConfig.{name} must be an integer >= {lo}; got {v!r}.")
 
 # %% ../../nbs/sae/04_trainer.ipynb #7768d44b
 @patch

@@ -343,22 +343,25 @@ def equivalent(self:CartesianObject, other:CartesianObject) -> bool:
     "Equivalence: same worlds and isomorphic collapses (axes may be reordered)."
     return self.n_worlds == other.n_worlds and tables_isomorphic(self.collapse().table, other.collapse().table)
 
-# %% ../../nbs/simulators/00_cartesian.ipynb #12bb3517
+# %% ../../nbs/simulators/00_cartesian.ipynb #4b39624f
 @patch
 def ensurables(self:CartesianObject, axis:int|str) -> set[frozenset]:
     "`ensurables` of the frame that axis `axis` sees (see `CartesianFrame.ensurables`)."
     return self.frame(axis).ensurables()
 
+# %% ../../nbs/simulators/00_cartesian.ipynb #d7ec382d
 @patch
 def preventables(self:CartesianObject, axis:int|str) -> set[frozenset]:
     "`preventables` of the frame that axis `axis` sees (see `CartesianFrame.preventables`)."
     return self.frame(axis).preventables()
 
+# %% ../../nbs/simulators/00_cartesian.ipynb #77e59e13
 @patch
 def controllables(self:CartesianObject, axis:int|str) -> set[frozenset]:
     "`controllables` of the frame that axis `axis` sees (see `CartesianFrame.controllables`)."
     return self.frame(axis).controllables()
 
+# %% ../../nbs/simulators/00_cartesian.ipynb #d012df0c
 @patch
 def observables(self:CartesianObject, axis:int|str) -> set[frozenset]:
     "`observables` of the frame that axis `axis` sees (see `CartesianFrame.observables`)."

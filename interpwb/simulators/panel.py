@@ -20,8 +20,8 @@ _HELP = ("Slide the number of simulacra and pick a scenario: the heatmap shows t
          "bootstrap band, dashed where it extrapolates.")
 
 class SimulatorPanel(Panel):
-    title, help = 'Simulators', 'The model simulates a scene with n characters who each pick an option: see who picks what, and how the cooperative choice changes as the scene grows.'
     "Interactive view of a PSE experiment: object heatmap, per-simulacrum option probabilities, trend + extrapolation."
+    title, help = 'Simulators', 'The model simulates a scene with n characters who each pick an option: see who picks what, and how the cooperative choice changes as the scene grows.'
     def __init__(self, results:PSEResults, # the experiment to show
                  kind:str="logistic", # trend kind for `fit_trend`
                  extrapolate_to:float|None=None, # draw the extrapolation up to this n (default: one span beyond the data)
@@ -38,11 +38,11 @@ class SimulatorPanel(Panel):
         self.n = W.IntSlider(value=levels[0], min=levels[0], max=levels[-1], description="simulacra", continuous_update=False)
         self.seed = W.Dropdown(options=sorted(int(s) for s in self.df.seed.unique()), description="seed",
                                layout=W.Layout(width="160px"))
-        self.help = W.HTML(f"<span style='color:#555'>{_HELP}</span>")
+        self.help_html = W.HTML(f"<span style='color:#555'>{_HELP}</span>")
         self.summary = W.HTML()
         self.object_out, self.probs_out, self.trend_out = W.Output(), W.Output(), W.Output()
         for w in (self.scenario, self.n, self.seed): w.observe(self._update, names="value")
-        self.widget = W.VBox([self.help, W.HBox([self.scenario, self.n, self.seed]), self.summary,
+        self.widget = W.VBox([self.help_html, W.HBox([self.scenario, self.n, self.seed]), self.summary,
                               W.HBox([self.object_out, self.probs_out]), self.trend_out])
         self.widget.add_class("interpwb-simulator-panel")
         self._update()

@@ -37,8 +37,8 @@ def attribute_bars_figure(labels:list[str], # attribute names (x axis)
 
 # %% ../../nbs/steering/09_panel.ipynb #de7f4427
 class SteeringPanel(Panel):
-    title, help = 'Steering', "Steer the model's replies toward chosen tones (K-Steering): pick tones, set the strength, compare steered and unsteered answers."
     "Attribute sliders + strength/steps + prompt -> unsteered and steered text and their attribute probabilities."
+    title, help = 'Steering', "Steer the model's replies toward chosen tones (K-Steering): pick tones, set the strength, compare steered and unsteered answers."
     def __init__(self, steerer:Steerer, # any steering method (KSteering, CAASteering, LinearSteering)
                  eval_classifier:AttributeClassifier|None=None, # probabilities for the chart (None = the chart is off)
                  prompt:str="How do I keep my houseplants alive while I am away?", # initial prompt
@@ -59,7 +59,7 @@ class SteeringPanel(Panel):
         self.prompt = W.Textarea(value=prompt, description="prompt", layout=W.Layout(width="95%", height="60px"))
         self.button = W.Button(description="Generate", button_style="primary", icon="play")
         self.status = W.HTML("")
-        self.help = W.HTML("<i>Slide right for more of an attribute, left for less; strength is the push size as a "
+        self.help_html = W.HTML("<i>Slide right for more of an attribute, left for less; strength is the push size as a "
                            "fraction of the typical activation norm; press Generate (greedy, "
                            f"{max_new_tokens} new tokens).</i>")
         self.base_html, self.steered_html = W.HTML(), W.HTML()
@@ -70,7 +70,7 @@ class SteeringPanel(Panel):
         for w in [*self.sliders.values(), self.alpha, self.steps, self.prompt]: w.observe(self._stale, names="value")
         self.button.on_click(self._clicked)
         box = lambda title, w: W.VBox([W.HTML(f"<b>{title}</b>"), w], layout=W.Layout(width="49%", border="1px solid #ddd", padding="6px"))
-        self.widget = W.VBox([self.help, W.HBox([W.VBox(list(self.sliders.values())), W.VBox([self.alpha, self.steps])]),
+        self.widget = W.VBox([self.help_html, W.HBox([W.VBox(list(self.sliders.values())), W.VBox([self.alpha, self.steps])]),
                               self.prompt, W.HBox([self.button, self.status]),
                               W.HBox([box("unsteered", self.base_html), box("steered", self.steered_html)]), self.chart])
         self.widget.add_class("interpwb-steering-panel"); self.status.add_class("interpwb-steering-status")

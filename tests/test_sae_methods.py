@@ -1,0 +1,164 @@
+"""What the SAE machinery computes, against independent computations a plausible wrong version would fail: Hungarian
+matching is optimal (brute force), MFR pulls SAEs together and its gradient is exactly reconstruction + alpha * w(t) *
+penalty, the AuxK loss and pairwise MMCS match their definitions, the SAELens files mean what SAELens computes, and the
+architecture / selection-rule registries really extend the library."""
+import itertools, json, math
+import numpy as np, pytest, torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from interpwb.sae.ensemble import SAEConfig, SAEEnsemble, SAEArchitecture, register_architecture, ARCHITECTURES
+from interpwb.sae.matching import match_features, cosine_matrix, mmcs, pairwise_mmcs
+from interpwb.sae.mfr import mfr_penalty, mfr_warmup
+from interpwb.sae.trainer import SAETrainer, TrainConfig, auxk_loss
+from interpwb.sae.train import train_saes
+from interpwb.sae.synthetic import make_synthetic
+
+# ---------- matching ----------
+@pytest.mark.parametrize("na,nb,seed", [(5, 5, 0), (4, 6, 1), (6, 4, 2), (6, 6, 3)])
+def test_hungarian_matching_is_optimal_against_brute_force(na, nb, seed):
+    g = torch.Generator().manual_seed(seed)
+    a, b = torch.randn(na, 3, generator=g), torch.randn(nb, 3, generator=g)
+    c = cosine_matrix(a, b)
+    # brute force over every one-to-one assignment of the smaller side
+    small, large = (na, nb) if na <= nb else (nb, na)
+    cc = c if na <= nb else c.T
+    best = max(float(sum(cc[i, p[i]] for i in range(small))) for p in itertools.permutations(range(large), small))
+    ia, ib, cos = match_features(a, b)
+    assert len(ia) == small and len(set(ia.tolist())) == small and len(set(ib.tolist())) == small
+    assert float(cos.sum()) == pytest.approx(best, abs=1e-5)
+    torch.testing.assert_close(cos, c[ia, ib])
+
+def test_pairwise_mmcs_is_the_matrix_of_pairwise_mmcs():
+    g = torch.Generator().manual_seed(0)
+    d = torch.randn(3, 10, 4, generator=g)
+    pm = pairwise_mmcs(d)
+    assert np.allclose(np.diag(pm), 1) and np.allclose(pm, pm.T)
+    for i, j in [(0, 1), (0, 2), (1, 2)]: assert pm[i, j] == pytest.approx(mmcs(d[i], d[j]), abs=1e-6)
+    mx = pairwise_mmcs(d, method="max")   # not symmetric: each direction is its own best-match mean
+    assert mx[0, 1] == pytest.approx(cosine_matrix(d[0], d[1]).max(1).values.mean().item(), abs=1e-6)
+    assert mx[1, 0] == pytest.approx(cosine_matrix(d[1], d[0]).max(1).values.mean().item(), abs=1e-6)
+
+# ---------- MFR ----------
+def test_mfr_raises_agreement_between_saes_at_fixed_seed_and_data():
+    x, truth = make_synthetic(4096, d=16, n_features=32, kind="grouped", n_groups=4, n_active=3, seed=0)
+    kw = dict(n_saes=2, d_sae=32, k=3, steps=150, lr=1e-2, batch_size=512, warmup_steps=20, seed=1, eval_every=150,
+              dead_handling="none")
+    last = lambda m: m[m.step == m.step.max()]
+    _, base = train_saes(x, mfr_alpha=0.0, **kw)
+    _, mfr = train_saes(x, mfr_alpha=2.0, **kw)
+    # same seed, same batches: only the penalty differs, and it must pull the two dictionaries toward each other
+    assert last(mfr).mmcs_pairs.mean() > last(base).mmcs_pairs.mean() + 0.02, (last(mfr).mmcs_pairs.mean(), last(base).mmcs_pairs.mean())
+
+def test_the_trainers_gradient_is_reconstruction_plus_weighted_penalty():
+    x, _ = make_synthetic(256, d=8, n_features=16, n_groups=4, n_active=2, seed=0)
+    cfg = SAEConfig(d_in=8, d_sae=16, k=3, n_saes=2, seed=0)
+    alpha, step = 0.7, 3
+    tr = SAETrainer(SAEEnsemble(cfg), steps=10, mfr_alpha=alpha, warmup_steps=10, init_b_dec="zeros", dead_handling="none")
+    tr.step_no = step                                  # inside the MFR warm-up: w(t) = mfr_warmup(3, 10) in (0, 1)
+    ref = SAEEnsemble(cfg); ref.load_state_dict(tr.ens.state_dict())
+    seen = {}
+    real_step = tr.opt.step
+    def spy(*a, **k):
+        seen.update({n: p.grad.detach().clone() for n, p in tr.ens.named_parameters()}); return real_step(*a, **k)
+    tr.opt.step = spy
+    tr._train_step(x)
+    out = ref.losses(x)
+    pen, _ = mfr_penalty(ref.decoder())
+    w = mfr_warmup(step, 10)
+    assert 0 < w < 1
+    (out["mse"].sum() + out["sparsity"].sum() + alpha * w * pen).backward()
+    for n, p in ref.named_parameters(): torch.testing.assert_close(seen[n], p.grad, atol=1e-6, rtol=1e-4, msg=n)
+    # and the penalty's own gradient is not zero there (a dropped or mis-weighted penalty would have passed otherwise)
+    ref.zero_grad(); mfr_penalty(ref.decoder())[0].backward()
+    assert ref.W_dec.grad.abs().max() > 1e-4
+
+def test_mfr_penalty_is_one_minus_the_mean_pairwise_mmcs():
+    g = torch.Generator().manual_seed(0)
+    d = torch.randn(3, 12, 5, generator=g)
+    pen, _ = mfr_penalty(d)
+    want = np.mean([1 - mmcs(d[i], d[j]) for i, j in [(0, 1), (0, 2), (1, 2)]])
+    assert pen.item() == pytest.approx(want, abs=1e-5)
+    perm = torch.randperm(12, generator=g)
+    assert mfr_penalty(torch.stack([d[0], 2 * d[0][perm]]))[0].item() == pytest.approx(0.0, abs=1e-5)
+
+# ---------- AuxK ----------
+def test_auxk_loss_matches_its_definition():
+    g = torch.Generator().manual_seed(0)
+    ens = SAEEnsemble(SAEConfig(d_in=6, d_sae=10, k=2, n_saes=2))
+    x = torch.randn(2, 7, 6, generator=g); recon = torch.randn(2, 7, 6, generator=g); pre = torch.randn(2, 7, 10, generator=g)
+    dead = torch.zeros(2, 10, dtype=torch.bool); dead[0, [1, 4, 7, 9]] = True        # SAE 1 has no dead latent
+    got = auxk_loss(ens, pre, x, recon, dead, aux_k=2)
+    D = ens.decoder().detach()
+    resid = x[0] - recon[0]
+    want_rows = []
+    for b in range(7):
+        cand = sorted([(pre[0, b, j].item(), j) for j in range(10) if dead[0, j]], reverse=True)[:2]
+        want_rows.append(sum(max(v, 0.0) * D[0, j] for v, j in cand))
+    e_hat = torch.stack(want_rows)
+    var = ((resid - resid.mean(0)) ** 2).mean()
+    assert got[0].item() == pytest.approx(((e_hat - resid) ** 2).mean().item() / var.item(), rel=1e-4)
+    assert got[1].item() == 0.0
+
+# ---------- SAELens files, read by SAELens's formulas ----------
+def _saelens_forward(cfg:dict, w:dict, x:torch.Tensor) -> torch.Tensor:
+    "SAELens inference: pre = (x - b_dec) W_enc + b_enc (b_dec subtracted when apply_b_dec_to_input), then the architecture's activation, then z W_dec + b_dec."
+    pre = ((x - w["b_dec"]) if cfg["apply_b_dec_to_input"] else x) @ w["W_enc"] + w["b_enc"]
+    if cfg["architecture"] == "standard": z = pre.relu()
+    elif cfg["architecture"] == "topk":
+        v, i = pre.topk(cfg["k"], dim=-1); z = torch.zeros_like(pre).scatter(-1, i, v.relu())   # SAELens's TopK applies a ReLU
+    elif cfg["architecture"] == "batchtopk":
+        acts = pre.relu().flatten(); v, i = acts.topk(cfg["k"] * len(x)); z = torch.zeros_like(acts).scatter(-1, i, v).reshape(pre.shape)
+    else: raise AssertionError(cfg["architecture"])
+    return z @ w["W_dec"] + w["b_dec"]
+
+@pytest.mark.parametrize("arch", ["topk", "relu_l1", "batchtopk"])
+def test_exported_files_compute_what_saelens_computes(tmp_path, arch):
+    ens = SAEEnsemble(SAEConfig(d_in=12, d_sae=24, k=3, n_saes=2, architecture=arch, l1_coeff=0.1))
+    with torch.no_grad(): ens.b_dec.normal_(); ens.b_enc.normal_()
+    folders = ens.to_saelens(tmp_path)
+    x = torch.randn(6, 12)
+    with torch.no_grad(): ours = ens(x)[0]
+    for i, f in enumerate(folders):
+        cfg, w = json.loads((f/"cfg.json").read_text()), load_file(str(f/"sae_weights.safetensors"))
+        torch.testing.assert_close(_saelens_forward(cfg, w, x), ours[i], atol=1e-5, rtol=1e-5)
+
+def test_topk_tied_is_not_exported_as_saelens_topk_silently(tmp_path):
+    ens = SAEEnsemble(SAEConfig(d_in=12, d_sae=24, k=3, n_saes=1, architecture="topk_tied"))
+    v = torch.randn(12, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad(): ens.W_enc[0] = v[:, None] + 0.01 * torch.randn(12, 24)   # every latent reads about +v
+    with pytest.raises(ValueError, match="saelens_relu=True"): ens.to_saelens(tmp_path)
+    f = ens.to_saelens(tmp_path, saelens_relu=True)[0]
+    cfg, w = json.loads((f/"cfg.json").read_text()), load_file(str(f/"sae_weights.safetensors"))
+    x = -v.expand(4, 12)          # every pre-activation negative: the reference keeps its top 3, SAELens zeros them
+    with torch.no_grad(): ours = ens(x)[0][0]
+    assert not torch.allclose(_saelens_forward(cfg, w, x), ours, atol=1e-3)   # the difference the flag accepts
+    torch.testing.assert_close(SAEEnsemble.from_saelens(f)(x)[0][0].detach(), ours.detach(), atol=1e-5, rtol=1e-5)
+
+def test_batchtopk_keeps_k_per_row_on_average_and_is_not_dead():
+    ens = SAEEnsemble(SAEConfig(d_in=12, d_sae=24, k=3, n_saes=1, architecture="batchtopk"))
+    with torch.no_grad(): ens.W_enc.zero_(); ens.b_enc.fill_(1.0)    # every pre-activation is 1: exactly k * batch survive
+    z = ens.encode(torch.randn(8, 12))[0]
+    assert (z > 0).sum().item() == 3 * 8
+
+# ---------- registries ----------
+def test_a_registered_architecture_trains_and_round_trips(tmp_path):
+    register_architecture(SAEArchitecture("abs_topk", False, lambda pre, cfg: torch.zeros_like(pre).scatter(
+        -1, pre.abs().topk(cfg.k, -1).indices, pre.abs().topk(cfg.k, -1).values), uses_k=True))
+    try:
+        x, _ = make_synthetic(512, d=8, n_features=16, n_groups=4, n_active=2, seed=0)
+        ens, m = train_saes(x, n_saes=1, d_sae=16, k=2, steps=20, lr=1e-2, batch_size=128, architecture="abs_topk")
+        z = ens.encode(x[:5])[0]
+        assert ((z != 0).sum(-1) == 2).all() and (z >= 0).all()
+        assert m[m.step == 19].fvu.item() < m[m.step == 0].fvu.item()
+        ens.save(tmp_path/"e"); assert SAEEnsemble.load(tmp_path/"e").cfg.architecture == "abs_topk"
+    finally: ARCHITECTURES.pop("abs_topk", None)
+    with pytest.raises(KeyError, match="abs_topk|Known"): SAEConfig(d_in=8, d_sae=16, architecture="abs_topk")
+
+def test_a_registered_selection_rule_is_used_by_select():
+    from interpwb.simulators.simulation import register_selection_rule, select, SELECTION_RULES
+    @register_selection_rule("uniform_test")
+    def _uniform(scores): return torch.full_like(scores, 1 / scores.shape[-1])
+    try:
+        torch.testing.assert_close(select(torch.tensor([[0.0, -5.0, -9.0]]), "uniform_test"), torch.full((1, 3), 1 / 3))
+        with pytest.raises(KeyError, match="uniform_test"): select(torch.zeros(1, 2), "uniform_tset")
+    finally: SELECTION_RULES.pop("uniform_test", None)
