@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_activations.ipynb #d1a7eeed
 from __future__ import annotations
-import json
+import hashlib, json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import save_file, load_file
 from transformer_lens.model_bridge import TransformerBridge
 from fastcore.basics import patch
-from .core import progress, atomic_path, check_choice, ArtifactError, get_device
+from .core import progress, atomic_path, check_choice, ArtifactError, get_device, file_sha256
 from .models import tokenize, find_hook, hook_layers, model_name
 
 # %% auto #0
@@ -110,7 +110,9 @@ class ActivationStore:
         path = self.folder/self.META
         if not path.exists(): raise ArtifactError(f"{self.folder} is not an ActivationStore: {self.META} is missing.")
         try: self.meta = json.loads(path.read_text())
-        except json.JSONDecodeError as e: raise ArtifactError(f"{path} is corrupt ({e}).") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ArtifactError(f"{path} is corrupt ({e}).") from None
+        lacking = [k for k in ("d", "dtype", "n_rows", "shards") if not isinstance(self.meta, dict) or k not in self.meta]
+        if lacking: raise ArtifactError(f"{path} is not an ActivationStore's metadata: {', '.join(lacking)} missing.")
         for k, want in (expect or {}).items():
             if self.meta.get(k) != want:
                 raise ArtifactError(f"Store {self.folder} has {k}={self.meta.get(k)!r}, but {k}={want!r} was expected.")
@@ -142,17 +144,30 @@ class ActivationStore:
 def append(self:ActivationStore, x:torch.Tensor, # rows [n, d] to add as one new shard
            texts_done:int|None=None, # how many source texts are fully written after this shard (for resuming)
           ):
-    "Write `x` as a new shard, then update the metadata (both atomically)."
+    "Write `x` as a new checksummed shard, then update the metadata (both atomically)."
     if x.ndim != 2 or x.shape[1] != self.d:
         raise ValueError(f"Store {self.folder} holds rows of width {self.d}; got a tensor of shape {tuple(x.shape)}.")
-    if not torch.isfinite(x).all(): raise ValueError(f"Refusing to store non-finite activations (shard {len(self.meta['shards'])}).")
+    stored = x.to(getattr(torch, self.meta["dtype"])).cpu().contiguous()   # check what is stored: float16 overflows to inf
+    if not torch.isfinite(stored).all():
+        raise ValueError(f"Refusing to store non-finite activations (shard {len(self.meta['shards'])}"
+                         + (f"; values beyond {self.meta['dtype']}'s range" if torch.isfinite(x).all() else "") + ").")
     name = f"shard_{len(self.meta['shards']):05d}.safetensors"
-    with atomic_path(self.folder/name) as tmp:
-        save_file({"acts": x.to(getattr(torch, self.meta["dtype"])).cpu().contiguous()}, str(tmp))
-    self.meta["shards"].append({"file": name, "n": len(x)})
+    with atomic_path(self.folder/name) as tmp: save_file({"acts": stored}, str(tmp))
+    self.meta["shards"].append({"file": name, "n": len(x), "sha256": file_sha256(self.folder/name)})
     self.meta["n_rows"] += len(x)
     if texts_done is not None: self.meta["texts_done"] = texts_done
     with atomic_path(self.folder/self.META) as tmp: tmp.write_text(json.dumps(self.meta, indent=2))
+
+# %% ../nbs/02_activations.ipynb #54720298
+@patch
+def shard(self:ActivationStore, i:int, # shard index
+         ) -> torch.Tensor:
+    "Shard `i`'s rows as float32, after checking its checksum; errors name the file."
+    s = self.meta["shards"][i]; path = self.folder/s["file"]
+    if "sha256" in s and file_sha256(path) != s["sha256"]:
+        raise ArtifactError(f"{path} is damaged or corrupt: it does not match the checksum recorded when it was written.")
+    try: return load_file(str(path))["acts"].float()
+    except Exception as e: raise ArtifactError(f"{path} is unreadable or corrupt ({e}).") from None
 
 # %% ../nbs/02_activations.ipynb #4ce7481b
 @patch
@@ -171,7 +186,7 @@ def batches(self:ActivationStore, batch_size:int=4096, # rows per minibatch
         order = torch.randperm(len(shards), generator=g).tolist() if shuffle else list(range(len(shards)))
         carry = torch.empty(0, self.d)
         for start in range(0, len(order), shards_in_memory):
-            group = [load_file(str(self.folder/shards[i]["file"]))["acts"].float() for i in order[start:start+shards_in_memory]]
+            group = [self.shard(i) for i in order[start:start+shards_in_memory]]
             pool = torch.cat([carry] + group)
             if shuffle: pool = pool[torch.randperm(len(pool), generator=g)]
             n_full = len(pool) // batch_size * batch_size
@@ -183,7 +198,7 @@ def batches(self:ActivationStore, batch_size:int=4096, # rows per minibatch
 @patch
 def read_all(self:ActivationStore) -> torch.Tensor:
     "Every row, in write order, as one float32 tensor (for small stores)."
-    return torch.cat([load_file(str(self.folder/s["file"]))["acts"].float() for s in self.meta["shards"]] or [torch.empty(0, self.d)])
+    return torch.cat([self.shard(i) for i in range(len(self.meta["shards"]))] or [torch.empty(0, self.d)])
 
 # %% ../nbs/02_activations.ipynb #346aa9b3
 def write_activation_store(model:TransformerBridge, # the language model
@@ -200,15 +215,20 @@ def write_activation_store(model:TransformerBridge, # the language model
                           ) -> ActivationStore:
     "Write token-level activations of `texts` at `hook_point` into an `ActivationStore`, resuming if interrupted."
     hook_point = find_hook(model, hook_point)
+    if not len(texts): raise ValueError("write_activation_store needs at least one text; got an empty list.")
+    if texts_per_shard < 1: raise ValueError(f"texts_per_shard must be >= 1; got {texts_per_shard}.")
     folder = Path(folder)
     ident = dict(model=model_name(model), hook_point=hook_point, d=model.cfg.d_model)
+    # what the rows are made from: resuming with anything else would mix two datasets in one store
+    source = dict(texts_sha256=hashlib.sha256("\x1e".join(texts).encode()).hexdigest(), n_texts_total=len(texts),
+                  drop_first=drop_first, prepend_bos=prepend_bos, max_length=max_length, texts_per_shard=texts_per_shard)
     if (folder/ActivationStore.META).exists():
-        store = ActivationStore(folder, expect=ident)
-        if store.meta.get("n_texts_total") not in (None, len(texts)):
-            raise ArtifactError(f"Store {folder} was written from {store.meta['n_texts_total']} texts, not {len(texts)}.")
+        store = ActivationStore(folder, expect={**ident, "dtype": dtype})
+        differ = [f"{k}={store.meta.get(k)!r} (now {v!r})" for k, v in source.items() if store.meta.get(k, v) != v]
+        if differ: raise ArtifactError(f"Store {folder} was written from other inputs: {', '.join(differ)}. "
+                                       "Resuming would mix them; write to another folder or delete this one.")
     else:
-        store = ActivationStore.create(folder, dtype=dtype, seed=seed, drop_first=drop_first, prepend_bos=prepend_bos,
-                                       n_texts_total=len(texts), **{k: v for k, v in ident.items() if k != "d"}, d=ident["d"])
+        store = ActivationStore.create(folder, dtype=dtype, seed=seed, **source, **{k: v for k, v in ident.items() if k != "d"}, d=ident["d"])
     start = store.meta["texts_done"]
     chunks = range(start, len(texts), texts_per_shard)
     for i in progress(chunks, desc=f"store {hook_point}"):

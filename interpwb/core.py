@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #9ef1d781
 from __future__ import annotations
-import contextlib, dataclasses, difflib, json, os, random, tempfile
+import contextlib, dataclasses, difflib, hashlib, json, os, random, secrets, shutil, tempfile
 from pathlib import Path
 from typing import Any, Iterable
 import numpy as np
@@ -14,7 +14,8 @@ from tqdm.auto import tqdm
 
 # %% auto #0
 __all__ = ['get_device', 'seed_everything', 'set_threads', 'cache_dir', 'set_progress', 'progress', 'check_choice', 'Config',
-           'ArtifactError', 'atomic_path', 'save_artifact', 'load_artifact']
+           'ArtifactError', 'atomic_path', 'recover_artifact', 'atomic_folder', 'file_sha256', 'save_artifact',
+           'load_artifact']
 
 # %% ../nbs/00_core.ipynb #d7f5cb33
 def get_device(device:str|torch.device|None=None, # explicit choice; `None` = `$INTERPWB_DEVICE`, else cuda if available, else cpu
@@ -22,6 +23,13 @@ def get_device(device:str|torch.device|None=None, # explicit choice; `None` = `$
     "The torch device interpwb computes on."
     if device is None: device = os.environ.get("INTERPWB_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+# %% ../nbs/00_core.ipynb #004c773e
+def _hub_offline_from_env():
+    "`INTERPWB_OFFLINE=1` means no network at all: say so to the Hugging Face hub library too, before it is imported."
+    if os.environ.get("INTERPWB_OFFLINE", "") in ("1", "true", "True"): os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+_hub_offline_from_env()
 
 # %% ../nbs/00_core.ipynb #a4c5226d
 def seed_everything(seed:int=0, # the seed for `random`, NumPy and torch (all devices)
@@ -110,6 +118,61 @@ def atomic_path(path:str|Path, # the final file name
     finally:
         if os.path.exists(tmp): os.remove(tmp)
 
+# %% ../nbs/00_core.ipynb #b598466e
+def _fsync(path:Path):
+    "Flush a file or a folder entry to disk (best effort: some filesystems refuse folders)."
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try: os.fsync(fd)
+        finally: os.close(fd)
+    except OSError: pass
+
+def _pid_alive(pid:int) -> bool:
+    try: os.kill(pid, 0); return True
+    except ProcessLookupError: return False
+    except (PermissionError, OverflowError): return True
+
+# %% ../nbs/00_core.ipynb #acb784c9
+def _leftovers(folder:Path, kind:str) -> list[Path]:
+    "What interrupted saves of `folder` left next to it: `.{name}.{kind}-{pid}-{token}`, oldest first."
+    if not folder.parent.exists(): return []
+    return sorted(folder.parent.glob(f".{folder.name}.{kind}-*"), key=lambda p: p.stat().st_mtime)
+
+def _writer_alive(p:Path) -> bool:
+    try: return _pid_alive(int(p.name.rsplit("-", 2)[-2]))
+    except ValueError: return False
+
+def recover_artifact(folder:str|Path, # an artifact folder (existing or not)
+                    ) -> Path:
+    "Put back the previous version of `folder` if a killed save left it half-swapped, and drop dead writers' leftovers."
+    folder = Path(folder)
+    olds = [p for p in _leftovers(folder, "old") if not _writer_alive(p)]
+    if not folder.exists() and olds: os.replace(olds.pop(), folder)   # killed between the swap's two renames
+    for p in olds + [p for p in _leftovers(folder, "tmp") if not _writer_alive(p)]: shutil.rmtree(p, ignore_errors=True)
+    return folder
+
+# %% ../nbs/00_core.ipynb #904f846a
+@contextlib.contextmanager
+def atomic_folder(folder:str|Path, # the final folder
+                 ):
+    "Yield a fresh temporary folder next to `folder`; on success it replaces `folder` as one unit (the old one is kept until then)."
+    folder = recover_artifact(folder); folder.parent.mkdir(parents=True, exist_ok=True)
+    tag = f"{os.getpid()}-{secrets.token_hex(4)}"
+    tmp = folder.parent/f".{folder.name}.tmp-{tag}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        for p in tmp.rglob("*"):
+            if p.is_file(): _fsync(p)
+        old = folder.parent/f".{folder.name}.old-{tag}"
+        had_old = folder.exists()
+        if had_old: os.replace(folder, old)
+        os.replace(tmp, folder)
+        _fsync(folder.parent)
+        if had_old: shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
+
 # %% ../nbs/00_core.ipynb #b695bd87
 def _jsonable(x):
     if isinstance(x, (torch.device, Path)): return str(x)
@@ -118,16 +181,31 @@ def _jsonable(x):
     raise TypeError(f"Cannot store {type(x).__name__} in an artifact's JSON config: {x!r}")
 
 # %% ../nbs/00_core.ipynb #3b16ecc7
-def save_artifact(folder:str|Path, # the artifact folder (created)
+def file_sha256(path:str|Path, # a file
+               ) -> str:
+    "The SHA-256 of a file's bytes, hex."
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""): h.update(block)
+    return h.hexdigest()
+
+def save_artifact(folder:str|Path, # the artifact folder (replaced as one unit)
                   tensors:dict[str, torch.Tensor], # named tensors -> `tensors.safetensors`
                   config:dict[str, Any], # JSON-serialisable settings and metadata -> `config.json`
+                  files:dict[str, str|bytes]|None=None, # more files of the artifact (a log, a table), by name
                  ) -> Path:
-    "Save tensors + config as safetensors + JSON, each file written atomically."
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    "Save tensors + config (+ files) as one unit: written in a temporary folder, checksummed in `config.json`, swapped in."
+    if not isinstance(config, dict): raise TypeError(f"An artifact's config must be a dict; got {type(config).__name__}.")
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    with atomic_path(folder/"tensors.safetensors") as tmp: save_file(tensors, str(tmp))
-    with atomic_path(folder/"config.json") as tmp: tmp.write_text(json.dumps(config, indent=2, default=_jsonable))
-    return folder
+    json.dumps(config, default=_jsonable)   # fail on an unstorable value before anything is written
+    with atomic_folder(folder) as tmp:
+        save_file(tensors, str(tmp/"tensors.safetensors"))
+        for name, data in (files or {}).items():
+            if name in ("config.json", "tensors.safetensors") or Path(name).name != name: raise ValueError(f"Bad artifact file name {name!r}.")
+            (tmp/name).write_bytes(data.encode() if isinstance(data, str) else data)
+        sums = {p.name: file_sha256(p) for p in sorted(tmp.iterdir())}
+        (tmp/"config.json").write_text(json.dumps({**config, "_checksums": sums}, indent=2, default=_jsonable))
+    return Path(folder)
 
 # %% ../nbs/00_core.ipynb #6472b866
 def load_artifact(folder:str|Path, # an artifact folder written by `save_artifact`
@@ -135,12 +213,17 @@ def load_artifact(folder:str|Path, # an artifact folder written by `save_artifac
                   device:str|torch.device|None="cpu", # where to put the tensors
                  ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     "Load and validate an artifact; raise `ArtifactError` saying what was expected when it does not match."
-    folder = Path(folder)
+    folder = recover_artifact(folder)
     cfg_path, ten_path = folder/"config.json", folder/"tensors.safetensors"
     for p in (cfg_path, ten_path):
         if not p.exists(): raise ArtifactError(f"{folder} is not an interpwb artifact: {p.name} is missing.")
     try: config = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as e: raise ArtifactError(f"{cfg_path} is not valid JSON ({e}).") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ArtifactError(f"{cfg_path} is not valid JSON ({e}).") from None
+    if not isinstance(config, dict): raise ArtifactError(f"{cfg_path} holds a JSON {type(config).__name__}, not an artifact config.")
+    for name, want in (config.pop("_checksums", None) or {}).items():   # artifacts saved before checksums have none
+        p = folder/name
+        if not p.exists() or file_sha256(p) != want:
+            raise ArtifactError(f"{p} is damaged or corrupt: it does not match the checksum recorded when it was saved.")
     try: tensors = load_file(str(ten_path), device=str(get_device(device)))
     except Exception as e: raise ArtifactError(f"{ten_path} is unreadable or corrupt ({e}).") from None
     for key, want in (expect or {}).items():

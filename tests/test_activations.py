@@ -57,14 +57,19 @@ def test_bad_inputs_are_named(model):
     with pytest.raises(KeyError, match="pooling"): collect_activations(model, ["x"], HOOK, pool="max")
     with pytest.raises(KeyError, match="hook point"): collect_activations(model, ["x"], "blocks.99.hook_resid_post")
 
-def test_store_interrupted_mid_shard_stays_readable_and_resumes(tiny, tmp_path):
+def test_store_interrupted_mid_shard_stays_readable_and_resumes(tiny, tmp_path, monkeypatch):
+    import interpwb.activations as A
     texts = sample_texts(24, seed=5)
     full = write_activation_store(tiny, texts, "blocks.1.hook_resid_post", tmp_path/"full", texts_per_shard=5).read_all()
-    # simulate a crash after 2 shards: a third shard file half-written, metadata not yet updated
-    part = tmp_path/"part"
-    write_activation_store(tiny, texts[:10], "blocks.1.hook_resid_post", part, texts_per_shard=5)
-    meta = json.loads((part/"meta.json").read_text()); meta["n_texts_total"] = len(texts)
-    (part/"meta.json").write_text(json.dumps(meta))
+    # a crash while the third shard is being computed: two shards written, a third shard file half-written
+    part, calls, real = tmp_path/"part", {"n": 0}, A.collect_activations
+    def dies_on_the_third(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3: raise KeyboardInterrupt("killed")
+        return real(*a, **k)
+    monkeypatch.setattr(A, "collect_activations", dies_on_the_third)
+    with pytest.raises(KeyboardInterrupt): write_activation_store(tiny, texts, "blocks.1.hook_resid_post", part, texts_per_shard=5)
+    monkeypatch.setattr(A, "collect_activations", real)
     (part/"shard_00002.safetensors.partial.tmp").write_bytes(b"\x00" * 100)
     store = ActivationStore(part)
     assert len(store) == sum(s["n"] for s in store.meta["shards"]) and store.meta["texts_done"] == 10

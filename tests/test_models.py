@@ -91,9 +91,43 @@ def test_load_model_dispatches_adapter_folders(tmp_path):
     (tmp_path/"config.json").write_text('{broken')
     assert not is_adapter(tmp_path)
 
-def test_tuned_adapter_loads_through_load_model_when_cached():
-    from interpwb.core import cache_dir
-    folder = cache_dir("reward")/"smollm2-vader-rloo-s0"
-    if not (folder/"config.json").exists(): pytest.skip("no tuned adapter cached yet (made by tutorials/learned_reward)")
-    tuned = load_model(folder, device="cpu")
-    assert tuned.cfg.model_name.startswith("SmolLM2-135M-Instruct+") and tuned.cfg.d_model == 576
+def test_an_adapter_made_here_loads_through_load_model_merged(tmp_path, tiny):
+    "load_model(adapter folder) = base + the saved LoRA weights, merged (random B: a loader that ignored them would fail)."
+    from peft import get_peft_model_state_dict
+    from interpwb.core import cache_dir, save_artifact
+    from interpwb.models import add_lora, hf_shape, LORA_TARGETS
+    hf, _ = load_hf(cache_dir("models")/tiny.cfg.model_name)
+    peft_model = add_lora(hf, r=4, seed=0)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for n, p in peft_model.named_parameters():
+            if "lora_B" in n: p.copy_(0.05 * torch.randn(p.shape, generator=g))
+    save_artifact(tmp_path/"adapter", get_peft_model_state_dict(peft_model),
+                  dict(kind="lora-adapter", base_model=tiny.cfg.model_name, **hf_shape(peft_model.get_base_model()),
+                       lora=dict(r=4, alpha=16, target_modules=list(LORA_TARGETS), last_layers=None)))
+    tuned = load_model(tmp_path/"adapter", device="cpu")
+    x = torch.tensor([[504, 2342, 436, 17]])
+    with torch.no_grad():
+        want = peft_model(input_ids=x).logits
+        assert (want - tiny(x)).abs().max() > 1e-3          # the adapter changes the model...
+        torch.testing.assert_close(tuned(x), want, atol=1e-4, rtol=1e-4)   # ...and the loaded model is exactly that
+    assert tuned.cfg.model_name == f"{tiny.cfg.model_name}+adapter"
+
+def test_a_second_architecture_family_boots_through_the_bridge_and_matches_hf(tiny):
+    "A tiny random Gemma 3 (the second family's architecture) made here: no wheel needed to test the family's path."
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+    from interpwb.models import bridge_from_hf
+    from interpwb.core import seed_everything
+    tok = tiny.tokenizer
+    cfg = Gemma3TextConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                           num_key_value_heads=2, head_dim=16, max_position_embeddings=256, sliding_window=32,
+                           bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    seed_everything(0)
+    hf = Gemma3ForCausalLM(cfg).eval()
+    hf.config._attn_implementation = "eager"
+    reference = copy.deepcopy(hf).eval()
+    bridge = bridge_from_hf(hf, tok, "tiny-gemma3", torch.device("cpu"))
+    x = torch.tensor([[tok.bos_token_id, 504, 2342, 436, 17]])
+    with torch.no_grad(): diff = (bridge(x) - reference(x).logits).abs().max().item()
+    assert diff < 1e-4, diff
+    assert bridge.cfg.n_layers == 2 and "blocks.1.hook_resid_post" in hook_points(bridge)

@@ -68,7 +68,7 @@ def ensure_sae_artifacts(model, # the language model (TransformerBridge)
     expect = {"hook_point": hook, "model": model_name(model), "d_in": model.cfg.d_model}
     if not rebuild and (folder/"examples.json").exists():
         try:
-            ens = SAEEnsemble.load(folder, expect=expect)
+            ens = SAEEnsemble.load(folder, expect=expect)   # checks examples.json's checksum too
             ex = json.loads((folder/"examples.json").read_text())
             _say(report, f"Overlap: loaded {n_saes} cached SAEs from {folder}", 1.0)
             return dict(ensemble=ens, names=names, hook_point=hook, folder=folder,
@@ -87,8 +87,8 @@ def ensure_sae_artifacts(model, # the language model (TransformerBridge)
         fve = [round(float(v), 4) for v in 1 - ens.losses(xe)["mse"] / (xe - xe.mean(0)).pow(2).mean()]
     _say(report, "Overlap: finding each feature's top-activating tokens", 1.0)
     examples = {n: top_activating_examples(ens, i, acts, model.tokenizer, n_examples) for i, n in enumerate(names)}
-    ens.save(folder, fve=fve, texts=max_texts)
-    (folder/"examples.json").write_text(json.dumps({**{n: df.to_dict(orient="list") for n, df in examples.items()}, "_fve": fve}))
+    ex_json = json.dumps({**{n: df.to_dict(orient="list") for n, df in examples.items()}, "_fve": fve})
+    ens.save(folder, files={"examples.json": ex_json}, fve=fve, texts=max_texts)
     return dict(ensemble=ens, names=names, hook_point=hook, folder=folder, examples=examples, fve=fve)
 
 # %% ../../nbs/app/00_artifacts.ipynb #e5b11cd5

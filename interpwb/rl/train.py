@@ -9,7 +9,7 @@ from dataclasses import dataclass, asdict
 from pathlib import Path
 import pandas as pd
 import torch
-from ..core import progress, check_choice, save_artifact, atomic_path, Config
+from ..core import progress, check_choice, save_artifact, Config
 from ..models import add_lora, hf_shape
 from ..scoring import token_logprobs
 from .reward import TokenReward
@@ -209,6 +209,4 @@ def save_tuned(run:RLRun, # from `train_rl`
                   rl=run.cfg.to_dict(), seed=run.cfg.seed, reward_source=run.reward_source,
                   final_reward_mean_last5=float(last.reward_mean.mean()), final_kl_per_token_last5=float(last.kl_per_token.mean()),
                   shapes={k: list(v.shape) for k, v in tensors.items()})
-    folder = save_artifact(folder, tensors, config)
-    with atomic_path(Path(folder)/"log.json") as tmp: tmp.write_text(run.log.to_json(orient="records"))
-    return Path(folder)
+    return save_artifact(folder, tensors, config, files={"log.json": run.log.to_json(orient="records")})

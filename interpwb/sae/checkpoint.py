@@ -4,7 +4,7 @@
 
 # %% ../../nbs/sae/05_checkpoint.ipynb #ceb7b3f7
 from __future__ import annotations
-import json, os, shutil
+import json, shutil
 from pathlib import Path
 import pandas as pd
 import torch
@@ -33,22 +33,16 @@ def save_checkpoint(folder:str|Path, # checkpoint directory
                     run_config:dict|None=None, # the settings checked on resume (default: the trainer's `TrainConfig`, verbatim)
                     keep:int=1, # checkpoints to keep
                    ) -> Path:
-    "Write a checkpoint atomically (temp folder + rename, then `latest.json`)."
+    "Write a checkpoint as one artifact (tensors, settings, data fingerprint, metrics), then point `latest.json` at it."
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
     name = f"step_{tr.step_no:08d}"
-    tmp = folder/f".tmp-{name}-{os.getpid()}"
-    if tmp.exists(): shutil.rmtree(tmp)
     run_config = tr.train_cfg.to_dict() if run_config is None else run_config
     cfg = dict(kind="SAECheckpoint", step=tr.step_no, sae=tr.cfg.to_dict(), run=run_config, window_rows=tr.window_rows,
-               mfr_assigned_at=tr.mfr._assigned_at)
-    save_artifact(tmp, _trainer_tensors(tr), cfg)
-    with atomic_path(tmp/"metrics.csv") as p: metrics.to_csv(p, index=False)
-    if (folder/name).exists(): shutil.rmtree(folder/name)
-    os.replace(tmp, folder/name)
+               mfr_assigned_at=tr.mfr._assigned_at, data=tr.data_fingerprint)
+    save_artifact(folder/name, _trainer_tensors(tr), cfg, files={"metrics.csv": metrics.to_csv(index=False)})
     with atomic_path(folder/"latest.json") as p: p.write_text(json.dumps({"step": tr.step_no, "folder": name}))
     old = sorted(f for f in folder.glob("step_*") if f.name != name)
     for f in old[:max(0, len(old) - keep + 1)]: shutil.rmtree(f, ignore_errors=True)
-    for f in folder.glob(".tmp-*"): shutil.rmtree(f, ignore_errors=True)
     return folder/name
 
 # %% ../../nbs/sae/05_checkpoint.ipynb #01e5fed0
@@ -68,6 +62,10 @@ def load_checkpoint(folder:str|Path, # checkpoint directory (with latest.json)
         if key != "meta" and cfg["sae"].get(key) != want:
             raise ArtifactError(f"Checkpoint {path} was written for {key}={cfg['sae'].get(key)!r}, but {key}={want!r} was requested.")
     if run_config is None: run_config = {k: v for k, v in tr.train_cfg.to_dict().items() if k not in _FREE_ON_RESUME}
+    saved_data = cfg.get("data")
+    if saved_data and tr.data_fingerprint and saved_data != tr.data_fingerprint:
+        raise ArtifactError(f"Checkpoint {path} was trained on other data ({saved_data}) than this run's ({tr.data_fingerprint}); "
+                            "resuming would mix them. Use another checkpoint_dir, or resume=False to start over.")
     for key, want in run_config.items():
         if cfg["run"].get(key) != want:
             raise ArtifactError(f"Checkpoint {path} was written with {key}={cfg['run'].get(key)!r}, but {key}={want!r} was requested.")

@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from ..core import check_choice, save_artifact, load_artifact, ArtifactError, get_device, atomic_path, Config
+from ..core import check_choice, save_artifact, load_artifact, ArtifactError, get_device, atomic_folder, Config
 from safetensors.torch import save_file, load_file
 from fastcore.basics import patch
 
@@ -230,11 +230,14 @@ def _expected_shapes(cfg:SAEConfig) -> dict:
 
 # %% ../../nbs/sae/00_ensemble.ipynb #690983ea
 @patch
-def save(self:SAEEnsemble, folder:str|Path, # artifact folder (created)
+def save(self:SAEEnsemble, folder:str|Path, # artifact folder (replaced as one unit)
+         files:dict|None=None, # more files saved inside the artifact (e.g. examples.json), by name
          **extra, # more JSON-serialisable entries for config.json (e.g. step, metrics summary)
         ) -> Path:
-    "Save the ensemble as safetensors + JSON (atomic)."
-    return save_artifact(folder, dict(self.state_dict()), dict(extra, kind="SAEEnsemble", format_version=1, sae=self.cfg.to_dict()))
+    "Save the ensemble as safetensors + JSON, with any extra files, as one unit."
+    reserved = {"kind", "format_version", "sae"} & set(extra)
+    if reserved: raise ValueError(f"{sorted(reserved)} are written by SAEEnsemble.save itself; pick other names.")
+    return save_artifact(folder, dict(self.state_dict()), dict(extra, kind="SAEEnsemble", format_version=1, sae=self.cfg.to_dict()), files=files)
 
 # %% ../../nbs/sae/00_ensemble.ipynb #4fee2457
 @patch(cls_method=True)
@@ -269,7 +272,7 @@ def to_saelens(self:SAEEnsemble, folder:str|Path, # parent folder; SAE i goes to
                          "would compute other codes from these files. Pass saelens_relu=True to export anyway (interpwb's "
                          "from_saelens still reads them exactly), or train architecture='topk'.")
     for i in range(self.n_saes):
-        sub = Path(folder)/f"sae_{i}"; sub.mkdir(parents=True, exist_ok=True)
+        sub = Path(folder)/f"sae_{i}"
         if self.arch.tied:
             w = dict(W_enc=self.W_enc[i], W_dec=self.decoder()[i], b_enc=torch.zeros(c.d_sae), b_dec=torch.zeros(c.d_in))
         else: w = dict(W_enc=self.W_enc[i], W_dec=self.W_dec[i], b_enc=self.b_enc[i], b_dec=self.b_dec[i])
@@ -280,9 +283,9 @@ def to_saelens(self:SAEEnsemble, folder:str|Path, # parent folder; SAE i goes to
                    metadata=meta)
         if self.arch.uses_k: cfg["k"] = c.k
         if c.architecture == "relu_l1": cfg["l1_coefficient"] = c.l1_coeff
-        with atomic_path(sub/"sae_weights.safetensors") as tmp:
-            save_file({k: v.detach().cpu().contiguous() for k, v in w.items()}, str(tmp))
-        with atomic_path(sub/"cfg.json") as tmp: tmp.write_text(json.dumps(cfg, indent=2))
+        with atomic_folder(sub) as tmp:   # each SAE folder is one unit: weights and cfg.json never from two exports
+            save_file({k: v.detach().cpu().contiguous() for k, v in w.items()}, str(tmp/"sae_weights.safetensors"))
+            (tmp/"cfg.json").write_text(json.dumps(cfg, indent=2))
         out.append(sub)
     return out
 

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/sae/06_train.ipynb #3ef6569e
 from __future__ import annotations
-import argparse, itertools, os
+import argparse, hashlib, itertools, json, os
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Callable, Iterator
@@ -18,7 +18,7 @@ from .trainer import TrainConfig, SAETrainer, _world
 from .checkpoint import save_checkpoint, load_checkpoint
 
 # %% auto #0
-__all__ = ['train_saes', 'main']
+__all__ = ['data_fingerprint', 'train_saes', 'main']
 
 # %% ../../nbs/sae/06_train.ipynb #39bb3323
 def _tensor_batches(x:torch.Tensor, batch_size:int, seed:int, start:int) -> Iterator[torch.Tensor]:
@@ -50,6 +50,19 @@ def _source_width(source) -> tuple[int, object]:
     except StopIteration: raise ValueError("The activation source is empty.") from None
     return first.shape[-1], itertools.chain([first], it)
 
+# %% ../../nbs/sae/06_train.ipynb #5b145c84
+def data_fingerprint(source, # an activation tensor [n, d], an ActivationStore, or an iterator
+                    ) -> str|None:
+    "What a run trains on, as one string: a tensor's shape and SHA-256, a store's identity and shard checksums; None for an iterator."
+    if isinstance(source, torch.Tensor):
+        x = source.detach().float().cpu().contiguous()
+        return f"tensor{list(x.shape)}:" + hashlib.sha256(memoryview(x.numpy()).cast("B")).hexdigest()[:16]
+    if hasattr(source, "batches") and hasattr(source, "meta"):
+        m = source.meta
+        ident = json.dumps([m.get("model"), m.get("hook_point"), m.get("n_rows"), [s.get("sha256") or s["file"] for s in m["shards"]]])
+        return f"store:{m.get('n_rows')} rows:" + hashlib.sha256(ident.encode()).hexdigest()[:16]
+    return None
+
 # %% ../../nbs/sae/06_train.ipynb #683166a1
 def train_saes(source, # activations: tensor [n, d], ActivationStore, or iterator of [batch, d] tensors
                cfg:TrainConfig|None=None, # the run's settings (default: `TrainConfig()`)
@@ -71,6 +84,7 @@ def train_saes(source, # activations: tensor [n, d], ActivationStore, or iterato
         raise ValueError(f"true_features have width {true_features.shape[-1]}, but the activations have width {d}.")
     ens = SAEEnsemble(cfg.sae_config(d, meta)).to(get_device(device))
     tr = SAETrainer(ens, cfg, true_features=true_features)
+    tr.data_fingerprint = data_fingerprint(source)
     rows = []
     if checkpoint_dir is not None and resume and (Path(checkpoint_dir)/"latest.json").exists():
         rows = load_checkpoint(checkpoint_dir, tr).to_dict("records")

@@ -165,6 +165,7 @@ class SAETrainer:
         self.window_counts = torch.zeros(n, s, device=dev); self.window_rows = 0
         self.reinits = torch.zeros(n, dtype=torch.long)
         self.step_no = 0
+        self.data_fingerprint = None # what the run trains on (`sae.train.data_fingerprint`), checked on resume
 
     def __repr__(self): return f"SAETrainer({self.ens!r}, step {self.step_no}/{self.steps})"
 

