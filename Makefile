@@ -7,7 +7,7 @@ run:
 test:
 	bash scripts/test.sh
 test-slow:  ## long experiments too (`#| slow` cells)
-	bash scripts/bootstrap.sh && .venv/bin/nbdev_test --flags slow --n_workers 1
+	bash scripts/bootstrap.sh && .venv/bin/nbdev_test --flags slow --n_workers 1 && INTERPWB_SLOW=1 HF_HUB_OFFLINE=1 .venv/bin/python -m pytest tests/ -m slow
 docs:  ## render every notebook into the static site in site/ (offline)
 	bash scripts/bootstrap.sh && .venv/bin/python scripts/build_docs.py
 bench:

@@ -6,6 +6,16 @@ from pathlib import Path
 
 torch.set_num_threads(int(os.environ.get("INTERPWB_THREADS", "2")))
 ARTIFACTS = Path(__file__).parent/"artifacts"  # screenshots etc. kept by browser tests (git-ignored)
+SLOW = os.environ.get("INTERPWB_SLOW", "0") == "1"  # `make test-slow` sets it: long and many-trial tests run too
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: long or many-trial tests; run by `make test-slow` (INTERPWB_SLOW=1)")
+
+def pytest_collection_modifyitems(config, items):
+    if SLOW: return
+    skip = pytest.mark.skip(reason="slow tier: run with `make test-slow` (INTERPWB_SLOW=1)")
+    for item in items:
+        if "slow" in item.keywords: item.add_marker(skip)
 
 @pytest.fixture(scope="session")
 def model():

@@ -66,6 +66,7 @@ def test_saved_results_round_trip_into_the_panel(tmp_path):
     p = DiffPanel(FeatureDiff.load(tmp_path/"res"))
     assert p.count.value == DiffPanel(d).count.value
 
+@pytest.mark.slow  # the workbench test (test_app.py) drives this panel in a browser in the default suite
 def test_diff_panel_in_a_real_browser(browser_ready, artifacts_dir, tmp_path):
     from browser import voila_server, browser_page
     shutil.copy(APP, tmp_path/APP.name)

@@ -103,6 +103,7 @@ def test_top_activating_examples_on_a_tiny_model(tiny):
                          "fires its load event in Chromium (curl and a hand-started voila get the whole page in ~10 s; server and "
                          "kernel sit idle while the browser waits). OverlapPanel IS driven in Chromium through the workbench app: "
                          "tests/test_app.py::test_overlap_panel_responds (threshold slider, pair selection, screenshot).")
+@pytest.mark.slow  # the workbench test (test_app.py) drives this panel in a browser in the default suite
 def test_overlap_panel_in_a_real_browser(browser_ready, artifacts_dir, tmp_path):
     from browser import voila_server, browser_page
     shutil.copy(APP, tmp_path/APP.name)   # progressive rendering: the page loads while the kernel starts

@@ -178,6 +178,7 @@ def test_panel_on_a_tiny_model_run(tiny):
     assert "prisoners_dilemma, n=3" in p.summary.value and len(p.figures["object"].data) == 2
     with pytest.raises(ValueError, match="at least one simulation"): SimulatorPanel(PSEResults({}))
 
+@pytest.mark.slow  # the workbench test (test_app.py) drives this panel in a browser in the default suite
 def test_simulator_panel_in_a_real_browser(browser_ready, artifacts_dir, tmp_path):
     from browser import voila_server, browser_page
     shutil.copy(APP, tmp_path/APP.name)

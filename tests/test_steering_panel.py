@@ -51,6 +51,7 @@ def test_errors_show_in_the_panel(ks):
     p.button.click()
     assert "empty" in p.status.value and p.error is not None
 
+@pytest.mark.slow  # the workbench test (test_app.py) drives this panel in a browser in the default suite
 def test_steering_panel_in_a_real_browser(browser_ready, artifacts_dir, tmp_path):
     from browser import voila_server, browser_page
     shutil.copy(APP, tmp_path/APP.name)
