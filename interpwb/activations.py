@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import save_file, load_file
 from transformer_lens.model_bridge import TransformerBridge
 from fastcore.basics import patch
-from .core import progress, atomic_path, check_choice, ArtifactError, get_device, file_sha256
+from .core import progress, atomic_path, check_choice, check_number, ArtifactError, get_device, file_sha256, _tidy
 from .models import tokenize, find_hook, hook_layers, model_name
 
 # %% auto #0
@@ -66,8 +66,17 @@ def collect_activations(model:TransformerBridge, # the language model
     if isinstance(texts, str): texts = [texts]
     if not len(texts): raise ValueError("collect_activations needs at least one text; got an empty list.")
     hooks = [find_hook(model, h) for h in ([hook_points] if isinstance(hook_points, str) else hook_points)]
+    if not hooks: raise ValueError("collect_activations needs at least one hook point; got an empty list.")
+    check_number(batch_size, "batch_size", low=1, integer=True)
+    if max_length is not None: check_number(max_length, "max_length", low=1, integer=True)
     stop = hook_layers(model, hooks)
     lengths = [len(model.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+    need = 2 if drop_first and pool != "last" else 1  # drop_first leaves out one token before mean/all pooling
+    kept = [min(n + prepend_bos, max_length or n + prepend_bos) for n in lengths]
+    short = [i for i, n in enumerate(kept) if n < need]
+    if short: raise ValueError(f"Text(s) at index {short[:10]} have {kept[short[0]]} token(s); pool={pool!r}"
+                               f"{' with drop_first=True' if need == 2 else ''} needs at least {need}. Drop them"
+                               f"{' or set prepend_bos=True' if not prepend_bos else ''}.")
     order = sorted(range(len(texts)), key=lambda i: -lengths[i]) if sort_by_length else list(range(len(texts)))
     pooled = {h: [None]*len(texts) for h in hooks}
     idx_rows, tok_rows = [None]*len(texts), [None]*len(texts)
@@ -145,6 +154,7 @@ def append(self:ActivationStore, x:torch.Tensor, # rows [n, d] to add as one new
            texts_done:int|None=None, # how many source texts are fully written after this shard (for resuming)
           ):
     "Write `x` as a new checksummed shard, then update the metadata (both atomically)."
+    _tidy(self.folder)   # a killed append's temporary files
     if x.ndim != 2 or x.shape[1] != self.d:
         raise ValueError(f"Store {self.folder} holds rows of width {self.d}; got a tensor of shape {tuple(x.shape)}.")
     stored = x.to(getattr(torch, self.meta["dtype"])).cpu().contiguous()   # check what is stored: float16 overflows to inf

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #9ef1d781
 from __future__ import annotations
-import contextlib, dataclasses, difflib, hashlib, json, os, random, secrets, shutil, tempfile
+import contextlib, dataclasses, difflib, hashlib, json, math, os, random, re, secrets, shutil, tempfile
 from pathlib import Path
 from typing import Any, Iterable
 import numpy as np
@@ -13,9 +13,9 @@ from safetensors.torch import save_file, load_file
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['get_device', 'seed_everything', 'set_threads', 'cache_dir', 'set_progress', 'progress', 'check_choice', 'Config',
-           'ArtifactError', 'atomic_path', 'recover_artifact', 'atomic_folder', 'file_sha256', 'save_artifact',
-           'load_artifact']
+__all__ = ['get_device', 'seed_everything', 'set_threads', 'cache_dir', 'set_progress', 'progress', 'check_choice',
+           'check_number', 'Config', 'ArtifactError', 'recover_artifact', 'atomic_folder', 'atomic_path', 'file_sha256',
+           'save_artifact', 'load_artifact']
 
 # %% ../nbs/00_core.ipynb #d7f5cb33
 def get_device(device:str|torch.device|None=None, # explicit choice; `None` = `$INTERPWB_DEVICE`, else cuda if available, else cpu
@@ -86,6 +86,26 @@ def check_choice(value:str, # what the user asked for
     shown = ", ".join(choices[:40]) + (f", ... ({len(choices)} in all)" if len(choices) > 40 else "")
     raise KeyError(f"Unknown {what} {value!r}.{hint} Known: {shown}.")
 
+# %% ../nbs/00_core.ipynb #82b79d5a
+def check_number(value, # what the user passed
+                 name:str, # the argument's name, for the message
+                 low:float|None=None, # smallest allowed value (`None`: no lower bound)
+                 high:float|None=None, # largest allowed value (`None`: no upper bound)
+                 low_open:bool=False, # `value` must be strictly above `low`
+                 integer:bool=False, # `value` must be a whole number
+                ):
+    "Return `value` if it is a finite number within bounds, else raise a `ValueError` naming the argument, the value and what is allowed."
+    kind = "a finite whole number" if integer else "a finite number"
+    bounds = [f"{'>' if low_open else '>='} {low}"] if low is not None else []
+    if high is not None: bounds.append(f"<= {high}")
+    allowed = kind + (" " + " and ".join(bounds) if bounds else "")
+    try: x = float(value) if not isinstance(value, (bool, str)) else math.nan
+    except (TypeError, ValueError): x = math.nan
+    ok = (math.isfinite(x) and (not integer or x == int(x)) and (low is None or (x > low if low_open else x >= low))
+          and (high is None or x <= high))
+    if not ok: raise ValueError(f"{name} must be {allowed}; got {value!r}.")
+    return value
+
 # %% ../nbs/00_core.ipynb #ffeeb743
 class Config:
     "Mixin for settings dataclasses: `to_dict()` for JSON, `from_dict()` back, refusing unknown fields."
@@ -103,20 +123,6 @@ class Config:
 # %% ../nbs/00_core.ipynb #3edcefc3
 class ArtifactError(ValueError):
     "A saved artifact is missing, corrupt, or was made for something else (another model, hook point or width)."
-
-# %% ../nbs/00_core.ipynb #4dc66589
-@contextlib.contextmanager
-def atomic_path(path:str|Path, # the final file name
-               ):
-    "Yield a temporary path next to `path`; on success it is renamed onto `path` (atomic on one filesystem)."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp): os.remove(tmp)
 
 # %% ../nbs/00_core.ipynb #b598466e
 def _fsync(path:Path):
@@ -138,6 +144,10 @@ def _leftovers(folder:Path, kind:str) -> list[Path]:
     if not folder.parent.exists(): return []
     return sorted(folder.parent.glob(f".{folder.name}.{kind}-*"), key=lambda p: p.stat().st_mtime)
 
+def _remove(p:Path):
+    if p.is_dir() and not p.is_symlink(): shutil.rmtree(p, ignore_errors=True)
+    else: p.unlink(missing_ok=True)
+
 def _writer_alive(p:Path) -> bool:
     try: return _pid_alive(int(p.name.rsplit("-", 2)[-2]))
     except ValueError: return False
@@ -148,8 +158,14 @@ def recover_artifact(folder:str|Path, # an artifact folder (existing or not)
     folder = Path(folder)
     olds = [p for p in _leftovers(folder, "old") if not _writer_alive(p)]
     if not folder.exists() and olds: os.replace(olds.pop(), folder)   # killed between the swap's two renames
-    for p in olds + [p for p in _leftovers(folder, "tmp") if not _writer_alive(p)]: shutil.rmtree(p, ignore_errors=True)
+    for p in olds + [p for p in _leftovers(folder, "tmp") if not _writer_alive(p)]: _remove(p)
     return folder
+
+def _tidy(parent:Path):
+    "`recover_artifact` for everything in `parent` that a killed save left (names not known in advance, e.g. checkpoints)."
+    for p in Path(parent).glob(".*-*-*"):
+        m = re.fullmatch(r"\.(.+)\.(?:tmp|old)-(\d+)-\w+", p.name)
+        if m and not _pid_alive(int(m[2])): recover_artifact(Path(parent)/m[1])
 
 # %% ../nbs/00_core.ipynb #904f846a
 @contextlib.contextmanager
@@ -172,6 +188,22 @@ def atomic_folder(folder:str|Path, # the final folder
         if had_old: shutil.rmtree(old, ignore_errors=True)
     finally:
         if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
+
+# %% ../nbs/00_core.ipynb #4dc66589
+@contextlib.contextmanager
+def atomic_path(path:str|Path, # the final file name
+               ):
+    "Yield a temporary path next to `path`; on success it is renamed onto `path` (atomic on one filesystem)."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    for p in _leftovers(path, "tmp"):   # what killed writers left
+        if not _writer_alive(p): _remove(p)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp): os.remove(tmp)
 
 # %% ../nbs/00_core.ipynb #b695bd87
 def _jsonable(x):

@@ -6,8 +6,8 @@
 from __future__ import annotations
 import contextlib, importlib.util, json, logging, os, warnings
 from pathlib import Path
-from .core import (get_device, cache_dir, check_choice, seed_everything, progress, load_artifact, ArtifactError,
-                           atomic_folder)  # first: it maps INTERPWB_OFFLINE for the hub library
+from .core import (get_device, cache_dir, check_choice, check_number, seed_everything, progress, load_artifact, ArtifactError,
+                           atomic_folder, recover_artifact)  # first: it maps INTERPWB_OFFLINE for the hub library
 import torch
 from filelock import FileLock
 from transformer_lens.model_bridge import TransformerBridge
@@ -63,7 +63,7 @@ def _gemma_gguf_path() -> Path:
 # %% ../nbs/01_models.ipynb #502bf7e2
 def _embedded_folder(name:str=EMBEDDED_MODEL) -> Path:
     "The de-quantised embedded model `name` in the cache, made on first use."
-    folder = cache_dir("models")/name
+    folder = recover_artifact(cache_dir("models")/name)   # drops what a killed de-quantisation left (~0.5 GB)
     done = lambda: (folder/"model.safetensors").exists() and (folder/"tokenizer.json").exists()
     if done(): return folder
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -91,8 +91,12 @@ def load_hf(name:str|os.PathLike|None=None, # None = embedded SmolLM2; a folder;
     path = Path(os.fspath(name)).expanduser()
     if not path.exists() and (cache_dir("models")/os.fspath(name)/"config.json").exists(): path = cache_dir("models")/os.fspath(name)
     if path.suffix == ".gguf" and path.is_file():
-        return (AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, **kw),
-                AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name))
+        with open(path, "rb") as f: head = f.read(4)
+        if head != b"GGUF": raise ArtifactError(f"{path} is not a GGUF file: it " + (f"starts with {head!r}, not b'GGUF'." if head else "is empty."))
+        try: return (AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, **kw),
+                     AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name))
+        except Exception as e:  # the GGUF reader's own errors (struct.error, reshape) do not say which file
+            raise ArtifactError(f"{path} is a damaged or truncated GGUF file ({type(e).__name__}: {e}).") from None
     if path.is_dir():
         return AutoModelForCausalLM.from_pretrained(path, **kw), AutoTokenizer.from_pretrained(path)
     name = os.fspath(name)
@@ -169,7 +173,7 @@ def tiny_model(n_layers:int=2, # number of blocks
                seed:int=0, # weights are a pure function of the seed
               ) -> TransformerBridge:
     "A randomly initialised small Llama-family model with the embedded model's tokenizer, for fast tests."
-    folder = cache_dir("models")/f"tiny-llama-L{n_layers}-d{d_model}-s{seed}"
+    folder = recover_artifact(cache_dir("models")/f"tiny-llama-L{n_layers}-d{d_model}-s{seed}")
     if not (folder/"model.safetensors").exists():
         with _model_lock(folder):
             if not (folder/"model.safetensors").exists(): _build_tiny(folder, n_layers, d_model, seed)  # not built meanwhile
@@ -203,9 +207,13 @@ def tokenize(model:TransformerBridge, # supplies the tokenizer and device
     if not len(texts): raise ValueError("tokenize needs at least one text; got an empty list.")
     tok = model.tokenizer
     ids = [([tok.bos_token_id] if prepend_bos else []) + tok(t, add_special_tokens=False)["input_ids"] for t in texts]
-    if max_length: ids = [x[:max_length] for x in ids]
+    if max_length is not None: ids = [x[:check_number(max_length, "max_length", low=1, integer=True)] for x in ids]
     empty = [i for i, x in enumerate(ids) if not x]
     if empty: raise ValueError(f"Text(s) at index {empty[:10]} tokenise to nothing; drop them or set prepend_bos=True.")
+    n_ctx = getattr(model.cfg, "n_ctx", None)
+    long = [i for i, x in enumerate(ids) if n_ctx and len(x) > n_ctx]
+    if long: raise ValueError(f"Text(s) at index {long[:10]} have {len(ids[long[0]])}+ tokens, more than the model's "
+                              f"context of {n_ctx}; shorten them or pass max_length={n_ctx}.")
     width, pad = max(map(len, ids)), tok.pad_token_id
     rows = [(x + [pad]*(width-len(x))) if padding_side == "right" else ([pad]*(width-len(x)) + x) for x in ids]
     mask = [([1]*len(x) + [0]*(width-len(x))) if padding_side == "right" else ([0]*(width-len(x)) + [1]*len(x)) for x in ids]
@@ -255,10 +263,14 @@ def generate_texts(model:TransformerBridge, # the language model (with whatever 
     if isinstance(texts, str): texts = [texts]
     texts = list(texts)
     if not texts: raise ValueError("generate_texts needs at least one text; got an empty list.")
-    if int(max_new_tokens) < 1: raise ValueError(f"max_new_tokens must be >= 1; got {max_new_tokens}.")
+    check_number(max_new_tokens, "max_new_tokens", low=1, integer=True)
+    check_number(batch_size, "batch_size", low=1, integer=True)
     eos, out = model.tokenizer.eos_token_id, []
     for i in progress(range(0, len(texts), batch_size), desc="generate"):
         toks, mask = tokenize(model, texts[i:i+batch_size], padding_side="left")
+        if toks.shape[1] + max_new_tokens > model.cfg.n_ctx:
+            warnings.warn(f"Prompt(s) {i}..{i+len(toks)-1}: {toks.shape[1]} tokens + max_new_tokens={max_new_tokens} "
+                          f"exceed the model's context of {model.cfg.n_ctx}; generation past it is unreliable.")
         if do_sample: seed_everything(seed + i)
         with (steer(mask) if steer is not None else contextlib.nullcontext()):
             gen = model.generate(toks, attention_mask=mask, max_new_tokens=int(max_new_tokens), do_sample=do_sample,

@@ -48,7 +48,7 @@ def test_every_notebook_has_a_page_in_notebook_order(site):
 def test_directives_hidden_cells_and_api_reference(site):
     core = (site/"00_core.html").read_text()
     assert re.search(r"<h3[^>]*>\s*cache_dir", core), "show_doc reference for cache_dir missing"
-    assert "Save tensors + config as safetensors + JSON" in core  # save_artifact's docstring, via show_doc
+    assert "Save tensors + config (+ files) as one unit" in core  # save_artifact's docstring, via show_doc
     for p in pages(site):
         text = (site/p).read_text()
         body = re.sub(r"<script.*?</script>", "", text, flags=re.S)

@@ -1,5 +1,5 @@
 "The README's run command really starts the workbench on 127.0.0.1 and prints a URL that answers."
-import os, re, signal, subprocess, tempfile, time, urllib.request
+import os, re, signal, subprocess, tempfile, time, urllib.error, urllib.request
 from pathlib import Path
 from browser import free_port
 
@@ -29,6 +29,14 @@ def test_make_run_serves_the_workbench_and_prints_its_url():
                 with urllib.request.urlopen(url, timeout=10) as r: body = r.read().decode(errors="replace"); break
             except OSError: time.sleep(1)
         assert body is not None and ("jupyter" in body.lower() or "voila" in body.lower()), (body or "")[:500]
+        token = re.search(r"token=(\w+)", url).group(1)
+        cmdlines = [f.read_bytes() for f in Path("/proc").glob("[0-9]*/cmdline") if f.exists()]   # what `ps` shows
+        assert not any(token.encode() in c for c in cmdlines), "the token is visible to every local user in `ps`"
+        wrong = url.replace(token, "0" * len(token))
+        try:   # a wrong token must not get the app: Jupyter sends it to its login page instead
+            with urllib.request.urlopen(wrong, timeout=60) as r: refused = "/login" in r.geturl()
+        except urllib.error.HTTPError as e: refused = e.code in (401, 403)
+        assert refused, "a wrong token was accepted"
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try: proc.wait(20)

@@ -20,12 +20,15 @@ def _rows(model, text:str) -> torch.Tensor:
 def test_pooled_activations_equal_direct_rows_of_each_text(tiny, side):
     ref = [_rows(tiny, t) for t in TEXTS]
     last = collect_activations(tiny, TEXTS, HOOK, pool="last", batch_size=3, padding_side=side)[HOOK]
-    mean = collect_activations(tiny, TEXTS, HOOK, pool="mean", batch_size=3, padding_side=side, drop_first=True)[HOOK]
-    every = collect_activations(tiny, TEXTS, HOOK, pool="all", batch_size=3, padding_side=side, drop_first=True)
-    for i, r in enumerate(ref):
-        torch.testing.assert_close(last[i], r[-1], atol=1e-4, rtol=1e-4)
-        if len(r) > 1: torch.testing.assert_close(mean[i], r[1:].mean(0), atol=1e-4, rtol=1e-4)  # a 1-token text keeps no row
+    longer = TEXTS[1:] + ["Two words"]   # drop_first leaves a 1-token text ("Hi") nothing to pool: refused, below
+    mean = collect_activations(tiny, longer, HOOK, pool="mean", batch_size=3, padding_side=side, drop_first=True)[HOOK]
+    every = collect_activations(tiny, longer, HOOK, pool="all", batch_size=3, padding_side=side, drop_first=True)
+    for i, r in enumerate(ref): torch.testing.assert_close(last[i], r[-1], atol=1e-4, rtol=1e-4)
+    for i, r in enumerate(_rows(tiny, t) for t in longer):
+        torch.testing.assert_close(mean[i], r[1:].mean(0), atol=1e-4, rtol=1e-4)   # the mean over real tokens after the first
         torch.testing.assert_close(every[HOOK][every.index[:, 0] == i], r[1:], atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match=r"index \[0\] have 1 token"):   # not a silent row of zeros
+        collect_activations(tiny, TEXTS, HOOK, pool="mean", drop_first=True)
 
 def _manual_logprobs(model, ids:list[int], start:int) -> torch.Tensor:
     with torch.no_grad(): lp = model(torch.tensor([ids]))[0].float().log_softmax(-1)

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/app/02_workbench.ipynb #413cc332
 from __future__ import annotations
-import html, json, os, threading, time, traceback
+import html, json, logging, os, sys, threading, time
 from pathlib import Path
 from typing import Callable
 import ipywidgets as W
@@ -20,8 +20,15 @@ from ..simulators.panel import SimulatorPanel
 from .artifacts import (app_cache, ensure_steering_artifacts, ensure_sae_artifacts, ensure_feature_diff,
                                     ensure_simulator_results)
 
+log = logging.getLogger("interpwb.app")   # build errors: full tracebacks to the terminal that runs the app
+if not log.handlers:
+    _handler = logging.StreamHandler(sys.__stderr__)   # the process's own stderr, not the notebook page
+    _handler.setFormatter(logging.Formatter("[interpwb.app] %(levelname)s %(message)s"))
+    log.addHandler(_handler); log.propagate = False
+
 # %% auto #0
-__all__ = ['PANELS', 'PROFILES', 'steering_artifacts', 'overlap_artifacts', 'diff_artifacts', 'simulator_artifacts', 'Workbench']
+__all__ = ['log', 'PANELS', 'PROFILES', 'steering_artifacts', 'overlap_artifacts', 'diff_artifacts', 'simulator_artifacts',
+           'Workbench']
 
 # %% ../../nbs/app/02_workbench.ipynb #260b9237
 def steering_artifacts(model, report:Callable|None=None, **settings) -> dict:
@@ -137,9 +144,9 @@ def build_panel(self:Workbench, title:str, # a tab title
         return panel
     except Exception as e:
         self.errors[title] = e
-        tb = html.escape("".join(traceback.format_exception(e))[-3000:])
-        body.children = [_note(f"<b>{title} could not be built:</b> {html.escape(str(e))}"
-                               f"<details><summary>details</summary><pre>{tb}</pre></details>", "#b00")]
+        log.error("%s could not be built", title, exc_info=e)   # the traceback goes to the terminal, not the page
+        body.children = [_note(f"<b>{title} could not be built:</b> {html.escape(type(e).__name__)}: {html.escape(str(e))} "
+                               "(the full error is in the terminal that runs the app)", "#b00")]
     finally: self.report(f"{title} built in {time.time()-t0:.0f}s", None)
 
 # %% ../../nbs/app/02_workbench.ipynb #03b3e106
@@ -159,5 +166,6 @@ def build_all(self:Workbench):
         self._done(f"Ready: {', '.join(built) or 'no panels'} built" + (f"; failed: {', '.join(self.errors)}" if self.errors else "")
                    + "." + again)
     except Exception as e:
-        self.status.value = f"<span style='color:#b00'>Workbench failed: {html.escape(str(e))}</span>"
-        raise
+        self.status.value = f"<span style='color:#b00'>Workbench failed: {html.escape(type(e).__name__)}: {html.escape(str(e))}</span>"
+        log.error("the workbench failed", exc_info=e)
+        if not self.background: raise   # in a notebook: the error as usual; in the app's thread: the terminal has it

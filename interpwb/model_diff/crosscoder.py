@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
-from ..core import check_choice, seed_everything, progress, save_artifact, load_artifact
+from ..core import check_choice, check_number, seed_everything, progress, save_artifact, load_artifact
 from .pairs import PairActivations
 from .dictionaries import reward_correlation, _reward_values
 
@@ -58,8 +58,12 @@ def train_crosscoder(pair:PairActivations, # paired activations
                      folder:str|Path|None=None, # cache: loaded if present (validated), else written
                     ) -> Crosscoder:
     "Train (or load) a crosscoder on paired activations."
+    check_number(d_sae, "d_sae", low=1, integer=True)
+    if architecture == "topk": check_number(k, "k", low=1, high=d_sae, integer=True)
+    check_number(l1_coeff, "l1_coeff", low=0); check_number(lr, "lr", low=0, low_open=True)
+    check_number(steps, "steps", low=1, integer=True); check_number(batch_size, "batch_size", low=1, integer=True)
     ident = dict(kind="Crosscoder", base=pair.meta["base"], tuned=pair.meta["tuned"], hook_point=pair.meta["hook_point"],
-                 d_in=pair.base.shape[1])
+                 d_in=pair.base.shape[1], d_sae=d_sae, architecture=architecture, k=k, l1_coeff=l1_coeff, seed=seed)
     if folder is not None and (Path(folder)/"config.json").exists():
         tensors, cfg = load_artifact(folder, expect=ident)
         cc = Crosscoder(cfg["d_in"], cfg["d_sae"], cfg["architecture"], cfg["k"], cfg["l1_coeff"], cfg["seed"])
@@ -81,8 +85,7 @@ def train_crosscoder(pair:PairActivations, # paired activations
         opt.zero_grad(); loss.backward(); opt.step()
     cc.eval()
     if folder is not None:
-        save_artifact(folder, dict(cc.state_dict()), dict(ident, d_sae=d_sae, architecture=architecture, k=k,
-                                                          l1_coeff=l1_coeff, seed=seed, steps=steps, final_loss=loss.item()))
+        save_artifact(folder, dict(cc.state_dict()), dict(ident, steps=steps, final_loss=loss.item()))
     return cc
 
 # %% ../../nbs/model_diff/02_crosscoder.ipynb #ff838234

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from ..core import ArtifactError
 from ..sae.ensemble import SAEEnsemble
 from ..sae.train import train_saes
 from ..sae.matching import match_features, cosine_matrix
@@ -43,8 +44,12 @@ def fit_dictionary(acts:torch.Tensor, # [n_tokens, d] activations of ONE model
                    **kw, # more `train_saes` options (lr, l1_coeff, ...)
                   ) -> SAEEnsemble:
     "Train (or load from `folder`) one SAE on a model's activations."
-    if folder is not None and (Path(folder)/"config.json").exists():
-        return load_dictionary(folder, model, hook_point, acts.shape[1])
+    if folder is not None and (Path(folder)/"config.json").exists():  # a cache made with other sizes is refused, not reused
+        ens = load_dictionary(folder, model, hook_point, acts.shape[1])
+        want = dict(d_sae=d_sae, k=min(k, d_sae), architecture=architecture, seed=seed)
+        differ = [f"{n}={getattr(ens.cfg, n)!r} (asked {v!r})" for n, v in want.items() if getattr(ens.cfg, n) != v]
+        if differ: raise ArtifactError(f"{folder} holds a dictionary trained with {', '.join(differ)}; use another folder or delete it.")
+        return ens
     ens, log = train_saes(acts, n_saes=1, d_sae=d_sae, k=min(k, d_sae), steps=steps, batch_size=min(batch_size, len(acts)),
                           seed=seed, architecture=architecture, meta=dict(model=model, hook_point=hook_point), **kw)
     ens = ens.cpu().eval()

@@ -4,14 +4,14 @@
 
 # %% ../../nbs/rl/00_reward.ipynb #81448b29
 from __future__ import annotations
-import csv, importlib.util, io, math, os
+import csv, importlib.util, io, math, os, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 import torch
 import plotly.graph_objects as go
 from fastcore.basics import patch
-from ..core import check_choice
+from ..core import check_choice, check_number
 
 # %% auto #0
 __all__ = ['VADER_ATTRIBUTION', 'vader_lexicon_path', 'read_vader_lexicon', 'read_reward_mapping', 'vocab_strings', 'TokenReward',
@@ -54,7 +54,10 @@ def read_reward_mapping(mapping:Mapping[str, float]|str|os.PathLike, # a dict, o
     if isinstance(mapping, Mapping): return {str(k): _number(k, v) for k, v in mapping.items()}
     path = Path(mapping)
     if not path.exists(): raise FileNotFoundError(f"Reward mapping file {path} does not exist.")
-    rows = [r for r in csv.reader(io.StringIO(path.read_text(encoding="utf-8"))) if r and any(c.strip() for c in r)]
+    try: text = path.read_text(encoding="utf-8-sig")  # -sig: spreadsheets start UTF-8 CSVs with a byte-order mark
+    except UnicodeDecodeError as e:
+        raise ValueError(f"Reward mapping {path} is not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8 CSV.") from None
+    rows = [r for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
     if rows and rows[0][0].strip().lower() in ("token", "word") : rows = rows[1:]
     out = {}
     for i, r in enumerate(rows):
@@ -80,7 +83,10 @@ class TokenReward:
     tokenizer:object=field(default=None, repr=False) # used by `text_reward` to tokenise texts
 
     def __post_init__(self):
-        self.values = self.values.detach().float().cpu().clamp(-self.clip, self.clip)
+        check_number(self.clip, "clip", low=0, low_open=True)
+        self.values = self.values.detach().float().cpu()
+        if not torch.isfinite(self.values).all(): raise ValueError("TokenReward values must be finite; some are NaN or inf.")
+        self.values = self.values.clamp(-self.clip, self.clip)
 
     @classmethod
     def from_mapping(cls, mapping:Mapping[str, float]|str|os.PathLike, # dict or CSV `token,reward`
@@ -89,10 +95,35 @@ class TokenReward:
                      clip:float=10.0, # clip for token entries and text totals
                      vocab_size:int|None=None, # rows (the model's d_vocab); None = len(tokenizer)
                      source:str="custom mapping",
+                     unmatched:str="error", # words that are no single vocabulary token: "error", "warn" or "ignore"
+                     duplicates:str="error", # words equal after lower-casing/stripping with different values: "error", "last" or "mean"
                     ) -> TokenReward:
         "Token rewards from a word -> value mapping, matched on lower-cased, space-stripped tokens."
-        words = {k.strip().lower(): v/scale for k, v in read_reward_mapping(mapping).items()}
-        vals = torch.tensor([words.get(s, 0.0) for s in vocab_strings(tokenizer, vocab_size)])
+        check_number(scale, "scale", low=0, low_open=True); check_number(clip, "clip", low=0, low_open=True)
+        check_choice(unmatched, ["error", "warn", "ignore"], "unmatched policy")
+        check_choice(duplicates, ["error", "last", "mean"], "duplicates policy")
+        raw = read_reward_mapping(mapping)
+        groups = {}
+        for k, v in raw.items(): groups.setdefault(k.strip().lower(), []).append((k, v))
+        if "" in groups: raise ValueError(f"Reward mapping has empty word(s): {[k for k, _ in groups['']]}; remove them.")
+        clash = {w: kv for w, kv in groups.items() if len({v for _, v in kv}) > 1}
+        if clash and duplicates == "error":
+            shown = "; ".join(f"{[k for k, _ in kv]} -> {[v for _, v in kv]}" for kv in list(clash.values())[:5])
+            raise ValueError(f"{len(clash)} word(s) appear more than once (after lower-casing and stripping) with different "
+                             f"rewards: {shown}. Fix the mapping or pass duplicates='last' or 'mean'.")
+        pick = (lambda kv: kv[-1][1]) if duplicates != "mean" else (lambda kv: sum(v for _, v in kv) / len(kv))
+        words = {w: pick(kv)/scale for w, kv in groups.items()}
+        vocab = vocab_strings(tokenizer, vocab_size)
+        missing = sorted(set(words) - set(vocab))
+        if len(missing) == len(words):
+            raise ValueError(f"None of the {len(words)} mapped word(s) is a single token of this tokenizer (e.g. "
+                             f"{missing[:5]}), so every reward would be 0. Map single tokens (see `vocab_strings`).")
+        if missing and unmatched != "ignore":
+            msg = (f"{len(missing)} of {len(words)} mapped word(s) are no single vocabulary token and get no reward: "
+                   f"{missing[:10]}{' ...' if len(missing) > 10 else ''}")
+            if unmatched == "error": raise ValueError(msg + ". Split them into tokens, drop them, or pass unmatched='warn'.")
+            warnings.warn(msg)
+        vals = torch.tensor([words.get(s, 0.0) for s in vocab])
         return cls(vals, clip=clip, source=source, tokenizer=tokenizer)
 
     @classmethod
@@ -102,7 +133,7 @@ class TokenReward:
                   ) -> TokenReward:
         "The paper's utility reward: VADER valence / 5 per lower-cased token; text totals clipped to [-10, 10]."
         return cls.from_mapping(read_vader_lexicon(), tokenizer, scale=scale, clip=clip, vocab_size=vocab_size,
-                                source=f"vader/{scale:g}")
+                                source=f"vader/{scale:g}", unmatched="ignore", duplicates="last")
 
     def __len__(self): return len(self.values)
 

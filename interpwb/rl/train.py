@@ -9,7 +9,7 @@ from dataclasses import dataclass, asdict
 from pathlib import Path
 import pandas as pd
 import torch
-from ..core import progress, check_choice, save_artifact, Config
+from ..core import progress, check_choice, check_number, save_artifact, Config
 from ..models import add_lora, hf_shape
 from ..scoring import token_logprobs
 from .reward import TokenReward
@@ -55,6 +55,14 @@ class RLConfig(Config):
     last_layers:int|None=None # adapt only the last this-many blocks (backward stops there: cheaper); None = all
     max_grad_norm:float=1.0 # gradient clipping
     seed:int=0 # seeds the LoRA init, prompt order and sampling
+    def __post_init__(self):
+        for name in ("steps", "prompts_per_step", "max_new_tokens", "lora_r", "lora_alpha"):
+            check_number(getattr(self, name), f"RLConfig.{name}", low=1, integer=True)
+        check_number(self.group_size, "RLConfig.group_size", low=2, integer=True)   # a baseline needs >= 2 samples
+        if self.last_layers is not None: check_number(self.last_layers, "RLConfig.last_layers", low=1, integer=True)
+        for name in ("lr", "temperature", "max_grad_norm"): check_number(getattr(self, name), f"RLConfig.{name}", low=0, low_open=True)
+        check_number(self.kl_coef, "RLConfig.kl_coef", low=0)
+        check_choice(self.baseline, ["rloo", "grpo"], "RLConfig.baseline")
     def to_dict(self) -> dict: return {**asdict(self), "target_modules": list(self.target_modules)}
     @classmethod
     def from_dict(cls, d:dict) -> RLConfig:

@@ -8,7 +8,7 @@ import json, shutil
 from pathlib import Path
 import pandas as pd
 import torch
-from ..core import atomic_path, save_artifact, load_artifact, ArtifactError
+from ..core import atomic_path, save_artifact, load_artifact, ArtifactError, _tidy
 from .trainer import SAETrainer
 
 # %% auto #0
@@ -34,7 +34,7 @@ def save_checkpoint(folder:str|Path, # checkpoint directory
                     keep:int=1, # checkpoints to keep
                    ) -> Path:
     "Write a checkpoint as one artifact (tensors, settings, data fingerprint, metrics), then point `latest.json` at it."
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True); _tidy(folder)   # what a killed save left
     name = f"step_{tr.step_no:08d}"
     run_config = tr.train_cfg.to_dict() if run_config is None else run_config
     cfg = dict(kind="SAECheckpoint", step=tr.step_no, sae=tr.cfg.to_dict(), run=run_config, window_rows=tr.window_rows,

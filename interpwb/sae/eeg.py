@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import plotly.graph_objects as go
 from scipy.signal import butter, sosfiltfilt
-from ..core import check_choice
+from ..core import check_choice, check_number
 
 # %% auto #0
 __all__ = ['EEGRecording', 'read_edf', 'sample_edf_path', 'write_edf', 'bandpass', 'segment', 'zscore_segments', 'as_recording',
@@ -133,7 +133,9 @@ def segment(x:np.ndarray, # [channels, samples]
             stride:float|None=None, # seconds between segment starts (None = `seconds`: no overlap)
            ) -> np.ndarray:
     "Cut `[channels, samples]` into `[n_segments, channels, round(seconds*fs)]` (a trailing partial segment is dropped)."
-    n = int(round(seconds * fs)); step = int(round((stride or seconds) * fs))
+    check_number(fs, "fs", low=0, low_open=True); check_number(seconds, "seconds", low=0, low_open=True)
+    if stride is not None: check_number(stride, "stride", low=0, low_open=True)
+    n = int(round(seconds * fs)); step = int(round((seconds if stride is None else stride) * fs))
     if n < 2 or step < 1: raise ValueError(f"Segments of {seconds} s (stride {stride}) at {fs:g} Hz are too short.")
     if x.shape[-1] < n:
         raise ValueError(f"Recording too short: {x.shape[-1]} samples ({x.shape[-1]/fs:.2f} s) is less than one "

@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from ..core import check_choice, save_artifact, load_artifact, ArtifactError, get_device, atomic_folder, Config
+from ..core import check_choice, check_number, save_artifact, load_artifact, ArtifactError, get_device, atomic_folder, Config
 from safetensors.torch import save_file, load_file
 from fastcore.basics import patch
 
@@ -79,6 +79,7 @@ class SAEConfig(Config):
         check_choice(self.architecture, ARCHITECTURES, "SAE architecture")
         for name in ("d_in", "d_sae", "k", "n_saes"):
             if int(getattr(self, name)) < 1: raise ValueError(f"SAEConfig.{name} must be >= 1; got {getattr(self, name)}.")
+        check_number(self.l1_coeff, "SAEConfig.l1_coeff", low=0)
         if ARCHITECTURES[self.architecture].uses_k and self.k > self.d_sae:
             raise ValueError(f"k={self.k} active latents cannot exceed the dictionary size d_sae={self.d_sae}.")
 

@@ -43,7 +43,10 @@ def _batches(source, batch_size:int, seed:int, start:int) -> Iterator[torch.Tens
 # %% ../../nbs/sae/06_train.ipynb #c1da96c3
 def _source_width(source) -> tuple[int, object]:
     "(d, source) - peeking at a plain iterator's first batch without losing it."
-    if isinstance(source, torch.Tensor): return source.shape[-1], source
+    if isinstance(source, torch.Tensor):
+        if source.ndim != 2 or len(source) == 0: raise ValueError(f"Activations must be [n >= 1, d]; got shape {tuple(source.shape)}.")
+        if not torch.isfinite(source).all(): raise ValueError("Activations hold NaN or inf values; drop or fix those rows first.")
+        return source.shape[-1], source
     if hasattr(source, "batches") and hasattr(source, "d"): return source.d, source
     it = iter(source)
     try: first = next(it)

@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 import torch
-from ..core import atomic_path, cache_dir, check_choice, progress
+from ..core import atomic_path, cache_dir, check_choice, check_number, progress, ArtifactError
 from ..models import model_name
 from .simulation import SCENARIOS, Simulation, simulate
 
@@ -45,8 +45,12 @@ class PSEResults:
         return Path(path)
     @classmethod
     def load(cls, path:str|Path) -> "PSEResults":
-        d = json.loads(Path(path).read_text())
-        return cls(d["config"], [Simulation.from_dict(s) for s in d["sims"]])
+        "Read results written by `save`; a damaged or foreign file raises an `ArtifactError` naming it."
+        try:
+            d = json.loads(Path(path).read_text())
+            return cls(d["config"], [Simulation.from_dict(s) for s in d["sims"]])
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
+            raise ArtifactError(f"{path} is not readable PSE results ({type(e).__name__}: {e}); delete it to re-run.") from None
 
 # %% ../../nbs/simulators/02_pse.ipynb #6f17dd36
 def run_pse(model, # the simulator (a TransformerBridge)
@@ -159,6 +163,12 @@ def fit_trend(x, # complexity coordinate per run
     check_choice(kind, ["logistic", "linear"], "trend kind")
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if len(x) != len(y) or len(x) < 3: raise ValueError(f"fit_trend needs >= 3 paired points, got {len(x)} x and {len(y)} y.")
+    for name, v in (("x", x), ("y", y)):
+        bad = np.flatnonzero(~np.isfinite(v))
+        if len(bad): raise ValueError(f"fit_trend: {name} has NaN or inf at position(s) {bad[:10].tolist()}.")
+    out = np.flatnonzero((y < 0) | (y > 1))
+    if len(out): raise ValueError(f"fit_trend fits probabilities: y must lie in [0, 1]; got {y[out[0]]:g} at position {out[0]}.")
+    check_number(n_boot, "n_boot", low=1, integer=True); check_number(level, "level", low=0, high=1, low_open=True)
     t = _logit(y) if kind == "logistic" else y
     coef = _lstsq(x, t)
     rng = np.random.default_rng(seed)

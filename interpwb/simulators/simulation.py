@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 from transformer_lens.model_bridge import TransformerBridge
-from ..core import check_choice
+from ..core import check_choice, check_number
 from ..models import chat_prompt
 from ..scoring import option_logprobs, continuation_logprobs
 from .cartesian import CartesianObject
@@ -82,7 +82,7 @@ def register_selection_rule(name:str):
 # %% ../../nbs/simulators/01_simulation.ipynb #a8a81ce5
 @register_selection_rule("temperature")
 def _temperature(scores, temperature:float=1.0):
-    if temperature <= 0: raise ValueError(f"temperature must be > 0 (use rule='greedy' for 0), got {temperature}.")
+    check_number(temperature, "temperature (use rule='greedy' for 0)", low=0, low_open=True)
     return (scores / temperature).softmax(-1)
 
 # %% ../../nbs/simulators/01_simulation.ipynb #7c98b11a
@@ -94,14 +94,14 @@ def _greedy(scores):
 # %% ../../nbs/simulators/01_simulation.ipynb #dab1a69e
 @register_selection_rule("top_k")
 def _top_k(scores, k:int=1, temperature:float=1.0):
-    if k < 1: raise ValueError(f"top_k needs k >= 1, got {k}.")
+    check_number(k, "top_k's k", low=1, integer=True)
     kth = scores.topk(min(k, scores.shape[-1]), -1).values[..., -1:]
     return _temperature(scores.masked_fill(scores < kth, -math.inf), temperature)
 
 # %% ../../nbs/simulators/01_simulation.ipynb #33f2eb0e
 @register_selection_rule("top_p")
 def _top_p(scores, p:float=0.9, temperature:float=1.0):
-    if not 0 < p <= 1: raise ValueError(f"top_p needs 0 < p <= 1, got {p}.")
+    check_number(p, "top_p's p", low=0, high=1, low_open=True)
     probs = _temperature(scores, temperature)
     sorted_p, order = probs.sort(-1, descending=True)
     keep_sorted = (sorted_p.cumsum(-1) - sorted_p) < p        # keep until the mass before this one reaches p

@@ -8,7 +8,7 @@ import contextlib, math
 import torch
 from transformer_lens.model_bridge import TransformerBridge
 from fastcore.basics import patch
-from ..core import check_choice
+from ..core import check_choice, check_number
 from ..models import chat_prompt, find_hook, layer_of, generate_texts
 
 # %% auto #0
@@ -42,9 +42,7 @@ def weights_from(labels:list[str], # the known attributes
 
 # %% ../../nbs/steering/02_base.ipynb #b35e33d5
 def _check_alpha(alpha) -> float:
-    alpha = float(alpha)
-    if not math.isfinite(alpha) or alpha < 0: raise ValueError(f"alpha must be a finite number >= 0; got {alpha}.")
-    return alpha
+    return float(check_number(alpha, "alpha", low=0))
 
 # %% ../../nbs/steering/02_base.ipynb #4e3b0402
 class Steerer:
@@ -59,7 +57,8 @@ class Steerer:
                  alpha_mode:str="relative", # "relative" (fraction of typical_norm) or "absolute"
                 ):
         self.model, self.hook_point, self.labels = model, find_hook(model, hook_point), list(labels)
-        self.typical_norm, self.alpha_mode = float(typical_norm), check_choice(alpha_mode, ["relative", "absolute"], "alpha mode")
+        self.typical_norm = float(check_number(typical_norm, "typical_norm", low=0, low_open=True))
+        self.alpha_mode = check_choice(alpha_mode, ["relative", "absolute"], "alpha mode")
 
     def edit(self, a:torch.Tensor, # activations to steer [n, d_model] (float32, detached)
              w:torch.Tensor, # attribute weights [K]
@@ -129,8 +128,7 @@ def steering(self:Steerer,
     w = weights_from(self.labels, weights, targets, avoid)
     alpha = _check_alpha(self.default_alpha if alpha is None else alpha)
     check_choice(positions, ["all", "prompt", "generated"], "positions")
-    if int(steps) < 1: raise ValueError(f"steps must be >= 1; got {steps}.")
-    if not math.isfinite(decay) or decay <= 0: raise ValueError(f"decay must be a finite number > 0; got {decay}.")
+    check_number(steps, "steps", low=1, integer=True); check_number(decay, "decay", low=0, low_open=True)
     if avoid_only and not (w < 0).any(): raise ValueError("avoid_only needs at least one attribute with a negative weight.")
     hooks = self._layer_hooks(layers)
     states = {h: dict(calls=0, seen=0, edited=0, mask=attention_mask,

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from transformer_lens.model_bridge import TransformerBridge
 from fastcore.basics import patch
-from ..core import seed_everything, progress, check_choice, save_artifact, load_artifact, ArtifactError
+from ..core import seed_everything, progress, check_choice, check_number, save_artifact, load_artifact, ArtifactError
 from ..models import find_hook, model_name, chat_prompt
 from ..activations import collect_activations
 from .data import labelled_prompts, load_exemplars
@@ -127,10 +127,21 @@ def train_classifier(X:torch.Tensor, # activations [n, d_model]
     "Train an `AttributeClassifier`; `clf.report` is the per-label accuracy on the held-out groups (or train rows)."
     seed_everything(seed)
     X = torch.as_tensor(X).float(); y = torch.as_tensor(y).long()
+    if X.ndim != 2 or len(X) == 0: raise ValueError(f"X must be activations [n >= 1, d_model]; got shape {tuple(X.shape)}.")
     if len(X) != len(y): raise ValueError(f"X has {len(X)} rows but y has {len(y)}.")
+    bad = (~torch.isfinite(X).all(1)).nonzero().flatten().tolist()
+    if bad: raise ValueError(f"X has non-finite values (NaN or inf) in row(s) {bad[:10]}; drop or fix them before training.")
     if y.min() < 0 or y.max() >= len(labels): raise ValueError(f"labels must be 0..{len(labels)-1}; got {int(y.min())}..{int(y.max())}.")
+    for name, v, low in [("epochs", epochs, 1), ("batch_size", batch_size, 1), ("hidden", hidden, 1)]:
+        check_number(v, name, low=low, integer=True)
+    check_number(lr, "lr", low=0, low_open=True); check_number(weight_decay, "weight_decay", low=0)
+    check_number(val_frac, "val_frac", low=0, high=1)
     groups = np.arange(len(X)) if groups is None else np.asarray(groups)
     val = _group_split(groups, val_frac, seed); tr = ~val
+    if not tr.any(): raise ValueError(f"No training rows are left after holding out val_frac={val_frac} of the groups; lower it.")
+    if len(set(y[torch.as_tensor(tr)].tolist())) < 2:
+        raise ValueError(f"The training rows hold one class only ({labels[int(y[torch.as_tensor(tr)][0])]!r}); "
+                         "a classifier needs at least two.")
     w = torch.ones(len(X)) if weights is None else torch.as_tensor(weights).float()
     clf = AttributeClassifier(X.shape[1], labels, kind, hidden, dict(meta or {}, seed=seed, epochs=epochs, lr=lr))
     clf.mean.copy_(X[torch.as_tensor(tr)].mean(0))

@@ -42,7 +42,7 @@ class KSteering(Steerer):
             raise ArtifactError(f"Classifier was trained on {classifier.meta['model']!r}, not {model_name(model)!r}.")
         self.classifier = classifier.eval().to(model.cfg.device)
         for p in self.classifier.parameters(): p.requires_grad_(False)
-        norm = typical_norm or classifier.meta.get("typical_norm")
+        norm = typical_norm if typical_norm is not None else classifier.meta.get("typical_norm")
         if norm is None: raise ValueError("typical_norm is unknown: pass it or fit with KSteering.fit.")
         super().__init__(model, classifier.hook_point, classifier.labels, norm, alpha_mode)
 
