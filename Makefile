@@ -1,5 +1,5 @@
 # The two commands (see README.md): `make run` starts the workbench, `make test` runs the whole default suite.
-.PHONY: run test test-slow bench docs setup execute
+.PHONY: run test test-slow bench docs setup execute mutants
 setup:
 	bash scripts/bootstrap.sh
 run:
@@ -15,3 +15,7 @@ bench:
 execute:  ## re-run one notebook in a kernel and save its outputs: make execute NB=nbs/tutorials/k_steering.ipynb
 	bash scripts/bootstrap.sh && HF_HUB_OFFLINE=1 .venv/bin/jupyter nbconvert --to notebook --execute --inplace \
 		--ExecutePreprocessor.timeout=-1 "$(NB)"
+mutants:  ## mutation testing of the method modules against the fast behavioural tests (mutmut; config in pyproject.toml)
+	bash scripts/bootstrap.sh && .venv/bin/python -m pip install -q mutmut==3.8.1 && rm -rf mutants && \
+		HF_HUB_OFFLINE=1 INTERPWB_PROGRESS=0 INTERPWB_THREADS=1 .venv/bin/mutmut run --max-children $${JOBS:-2}; \
+		.venv/bin/mutmut results

