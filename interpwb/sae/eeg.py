@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import plotly.graph_objects as go
 from scipy.signal import butter, sosfiltfilt
-from ..core import check_choice, check_number
+from ..core import check_choice, check_number, atomic_path
 
 # %% auto #0
 __all__ = ['EEGRecording', 'read_edf', 'sample_edf_path', 'write_edf', 'bandpass', 'segment', 'zscore_segments', 'as_recording',
@@ -106,7 +106,8 @@ def write_edf(recording:EEGRecording, # what to save
     unit = recording.meta.get("unit", "uV") or "uV"
     headers = highlevel.make_signal_headers(recording.channels, dimension=unit, sample_frequency=recording.fs,
                                             physical_min=lo, physical_max=hi)
-    highlevel.write_edf(str(path), recording.data, headers)
+    with atomic_path(path) as tmp:   # a killed write leaves the old file (or none), never half a recording
+        highlevel.write_edf(str(tmp), recording.data, headers, file_type=1)   # EDF+ (the temporary name has no .edf)
     return path
 
 # %% ../../nbs/sae/08_eeg.ipynb #44ab62b3

@@ -145,13 +145,14 @@ def load_exemplars(name:str, # "tonebank" or "debatemix"
 _STYLES = {"instruction": "{instruction}\n{question}", "suffix": "{question}\n{instruction}"}
 
 def labelled_prompts(df:pd.DataFrame, # questions from `load_tonebank`/`load_debatemix` (attrs labels/instructions)
-                     style:str="instruction", # "instruction" (instruction, newline, question) or "suffix"
+                     style:str|None=None, # None = the dataset's own `prompt_template`; "instruction" (instruction, newline, question) or "suffix"
                      template:str|None=None, # format string overriding `style`; must contain "{question}"
                      labels:Iterable[str]|None=None, # subset of labels; None = `df.attrs["labels"]`
                     ) -> pd.DataFrame:
     "Cross every question with every label: (question_id, category, label, question, prompt_text) rows."
     for k in ("labels", "instructions"):
         if k not in df.attrs: raise ValueError(f"The questions DataFrame has no attrs[{k!r}]; load it with load_tonebank() / load_debatemix().")
+    if template is None and style is None: template = df.attrs.get("prompt_template", _STYLES["instruction"])
     template = template or _STYLES[check_choice(style, list(_STYLES), "prompt style")]
     if "{question}" not in template: raise ValueError(f"The template must contain '{{question}}' (got {template!r}).")
     labels = list(df.attrs["labels"]) if labels is None else [check_choice(l, df.attrs["labels"], "attribute") for l in labels]

@@ -78,9 +78,10 @@ def fit(cls:KSteering, model:TransformerBridge, # the language model
 @patch
 def save(self:KSteering, folder:str|Path) -> Path:
     "Save the classifier (with the typical norm) as safetensors + JSON."
-    self.classifier.meta["typical_norm"] = self.typical_norm
-    self.classifier.meta["method"] = self.method
-    return self.classifier.save(folder)
+    meta = self.classifier.meta   # recorded in the saved copy only: the classifier may be shared with other steerers
+    self.classifier.meta = dict(meta, typical_norm=self.typical_norm, method=self.method)
+    try: return self.classifier.save(folder)
+    finally: self.classifier.meta = meta
 
 # %% ../../nbs/steering/03_ksteering.ipynb #bb5011d7
 @patch(cls_method=True)
