@@ -1,8 +1,11 @@
-"""Activation collection throughput vs a bare run_with_cache loop, and embedded-model load cold vs cached.
+"""Activation collection throughput vs a bare run_with_cache loop, steering fits with the activation cache, and
+embedded-model load cold vs cached.
 
 Prints ratios measured side by side in ONE run (these machines are noisy; absolute seconds vary 2-3x run to run).
     .venv/bin/python benchmarks/bench_activations.py [--threads 2] [--texts 96] [--skip-cold]
 Target: collect_activations / bare loop throughput >= 0.9.
+Collect once, fit many (--fits N questions of ToneBank, -1 = all, 0 = skip): K-Steering's fit on an empty activation
+cache, then CAA's and a K-Steering re-fit on the same data, which read the cache. Target: second fit <= 0.2x the first.
 """
 import argparse, functools, os, shutil, statistics, tempfile, time
 print = functools.partial(print, flush=True)
@@ -23,16 +26,43 @@ def bare_loop(model, texts, hook, batch_size):
         out.append(cache[hook][torch.arange(len(toks)), mask.sum(1) - 1].float().cpu())
     return torch.cat(out)
 
+def hook_note(model) -> str:
+    from interpwb.steering.classifier import default_hook
+    return f"hook {default_hook(model)}"
+
 def timed(fn, repeats=3):
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter(); fn(); times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
+def fit_timings(model, n_questions:int):
+    "Seconds: K-Steering fit on an empty activation cache; then CAA and a K-Steering re-fit on the same data (cached)."
+    from interpwb.steering.data import load_tonebank
+    from interpwb.steering.ksteering import KSteering
+    from interpwb.steering.baselines import CAASteering
+    data = load_tonebank()
+    if n_questions > 0:
+        attrs = data.attrs; data = data[data.id.isin(data.id.unique()[:n_questions])]; data.attrs.update(attrs)
+    old, tmp = os.environ.get("INTERPWB_CACHE"), tempfile.mkdtemp()
+    os.environ["INTERPWB_CACHE"] = tmp                       # an empty activation cache (the model is loaded already)
+    try:
+        times = {}
+        for name, fit in (("K-Steering, empty cache", lambda: KSteering.fit(model, data)),
+                          ("CAA after it", lambda: CAASteering.fit(model, data)),
+                          ("K-Steering re-fit", lambda: KSteering.fit(model, data))):
+            t0 = time.perf_counter(); fit(); times[name] = time.perf_counter() - t0
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is None: os.environ.pop("INTERPWB_CACHE")
+        else: os.environ["INTERPWB_CACHE"] = old
+    return data.id.nunique(), times
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2); ap.add_argument("--texts", type=int, default=96)
     ap.add_argument("--batch", type=int, default=16); ap.add_argument("--skip-cold", action="store_true")
+    ap.add_argument("--fits", type=int, default=8, help="ToneBank questions for the fit timings (-1 = all, 0 = skip)")
     a = ap.parse_args()
     print(f"torch threads: {set_threads(a.threads)}")
     model = load_model(device="cpu")
@@ -47,9 +77,13 @@ def main():
     print(f"activation collection, {len(texts)} texts / {n_tok} tokens, batch {a.batch}, {hook}:")
     print(f"  bare run_with_cache loop: {n_tok/t_base:,.0f} tok/s   collect_activations: {n_tok/t_ours:,.0f} tok/s")
     print(f"  throughput ratio collect_activations / bare = {t_base/t_ours:.2f}  (target >= 0.9)")
+    if a.fits:
+        n_q, times = fit_timings(model, a.fits)
+        first = times["K-Steering, empty cache"]
+        print(f"steering fits on {n_q} ToneBank questions (default sources), {hook_note(model)}:")
+        for name, t in times.items(): print(f"  {name}: {t:.1f}s  ratio to the first {t/first:.2f}")
+        print("  (target: a second fit on the same data <= 0.2x the first)")
     if a.skip_cold: return
-    from interpwb import models as M
-    from interpwb.core import cache_dir
     tmp = tempfile.mkdtemp(); os.environ["INTERPWB_CACHE"] = tmp
     try:
         t0 = time.perf_counter(); load_model(device="cpu"); cold = time.perf_counter() - t0

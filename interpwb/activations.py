@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_activations.ipynb #d1a7eeed
 from __future__ import annotations
-import hashlib, json
+import hashlib, json, warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -12,8 +12,10 @@ import plotly.graph_objects as go
 import torch
 from safetensors.torch import save_file, load_file
 from transformer_lens.model_bridge import TransformerBridge
+from transformer_lens.hook_points import HookPoint
 from fastcore.basics import patch
 from .core import progress, atomic_path, check_choice, check_number, ArtifactError, get_device, file_sha256, _tidy
+from .core import cache_dir, save_artifact, load_artifact
 from .models import tokenize, find_hook, hook_layers, model_name
 
 # %% auto #0
@@ -49,6 +51,50 @@ def _pool(x:torch.Tensor, mask:torch.Tensor, pool:str, drop_first:bool):
         return (x * keep[..., None]).sum(1) / n, None
     return x[keep], keep.nonzero()
 
+# %% ../nbs/02_activations.ipynb #a2fbbd21
+def _weights_fingerprint(model:TransformerBridge) -> str:
+    "A cheap hash of the model's weights: names, shapes and up to 1024 evenly spaced values of every parameter."
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            flat = p.detach().reshape(-1)
+            h.update(f"{name}{tuple(p.shape)}{p.dtype}".encode())
+            h.update(flat[::max(1, flat.numel() // 1024)].float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+# %% ../nbs/02_activations.ipynb #749e41b0
+def _cache_spec(model:TransformerBridge, texts:list[str], hooks:list[str], **settings) -> dict:
+    "Everything a cached collection depends on (its key is this dict's hash)."
+    return dict(format=1, model=model_name(model), weights=_weights_fingerprint(model), hooks=list(hooks),
+                n_texts=len(texts), texts_sha256=hashlib.sha256("\x1e".join(texts).encode()).hexdigest(), **settings)
+
+def _hooks_attached(model:TransformerBridge) -> bool:
+    "Is a hook attached at any hook point (steering, patching)? Then the activations are not cacheable."
+    # only hook points count: the bridge keeps forward hooks of its own on the wrapped modules
+    return any(isinstance(m, HookPoint) and (m._forward_hooks or m._forward_pre_hooks) for m in model.modules())
+
+def _cache_folder(spec:dict) -> Path:
+    return cache_dir("activations")/hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
+
+# %% ../nbs/02_activations.ipynb #5995404e
+def _load_cached(spec:dict) -> "Activations|None":
+    "The cached collection for `spec`, or None (missing; a damaged or different entry is reported and ignored)."
+    folder = _cache_folder(spec)
+    if not folder.exists(): return None
+    try:
+        t, cfg = load_artifact(folder)
+        if cfg.get("spec") != spec: raise ArtifactError("it was made for other settings")
+        return Activations({h: t[f"acts/{h}"] for h in spec["hooks"]}, cfg["meta"], t.get("index"), t.get("tokens"))
+    except (ArtifactError, KeyError) as e:
+        warnings.warn(f"Ignoring the activation cache entry {folder} ({e}); collecting again.")
+        return None
+
+def _save_cached(spec:dict, acts:"Activations"):
+    "Keep `acts` as the cache entry for `spec` (one artifact, swapped in whole)."
+    tensors = {f"acts/{h}": a for h, a in acts.acts.items()}
+    if acts.index is not None: tensors.update(index=acts.index, tokens=acts.tokens)
+    save_artifact(_cache_folder(spec), tensors, dict(kind="Activations", spec=spec, meta=acts.meta))
+
 # %% ../nbs/02_activations.ipynb #acc341dc
 def collect_activations(model:TransformerBridge, # the language model
                         texts:list[str], # input texts (chat-formatted or raw)
@@ -60,6 +106,7 @@ def collect_activations(model:TransformerBridge, # the language model
                         drop_first:bool=False, # leave out each text's first token (attention sink) from mean/all
                         max_length:int|None=None, # truncate texts to this many tokens
                         sort_by_length:bool=True, # batch texts of similar length together (order is restored)
+                        cache:bool=False, # reuse / keep the result on disk (`cache_dir("activations")`), see below
                        ) -> Activations:
     "Run `model` on `texts` in batches and return pooled activations at `hook_points` (float32, CPU)."
     check_choice(pool, ["last", "mean", "all"], "pooling")
@@ -77,6 +124,10 @@ def collect_activations(model:TransformerBridge, # the language model
     if short: raise ValueError(f"Text(s) at index {short[:10]} have {kept[short[0]]} token(s); pool={pool!r}"
                                f"{' with drop_first=True' if need == 2 else ''} needs at least {need}. Drop them"
                                f"{' or set prepend_bos=True' if not prepend_bos else ''}.")
+    use_cache = cache and not _hooks_attached(model)   # hooks (steering, patching) change activations the key cannot see
+    spec = _cache_spec(model, texts, hooks, pool=pool, prepend_bos=prepend_bos, drop_first=drop_first,
+                       max_length=max_length) if use_cache else None
+    if use_cache and (hit := _load_cached(spec)) is not None: return hit
     order = sorted(range(len(texts)), key=lambda i: -lengths[i]) if sort_by_length else list(range(len(texts)))
     pooled = {h: [None]*len(texts) for h in hooks}
     idx_rows, tok_rows = [None]*len(texts), [None]*len(texts)
@@ -100,8 +151,9 @@ def collect_activations(model:TransformerBridge, # the language model
     acts = {h: join(v) for h, v in pooled.items()}
     meta = dict(model=model_name(model), hooks=hooks, pool=pool, n_texts=len(texts), prepend_bos=prepend_bos,
                 drop_first=drop_first, d={h: a.shape[-1] for h, a in acts.items()})
-    if pool == "all": return Activations(acts, meta, torch.cat(idx_rows), torch.cat(tok_rows))
-    return Activations(acts, meta)
+    out = Activations(acts, meta, torch.cat(idx_rows), torch.cat(tok_rows)) if pool == "all" else Activations(acts, meta)
+    if use_cache: _save_cached(spec, out)
+    return out
 
 # %% ../nbs/02_activations.ipynb #14cd1697
 def _alone(model, text, hook, pool, drop_first):

@@ -1,67 +1,93 @@
-"""Summarise the survivors of `make mutants` (mutmut 3) as markdown: counts per module, then every survivor with its
-one-line change and the category that explains why it is accepted. Run from the repository root after
-`make mutants`:  .venv/bin/python scripts/mutant_report.py > benchmarks/logs/mutants.md
+"""Summarise `make mutants` (mutmut 3) as markdown: counts per module and category, then every surviving mutant with
+its one-line change, grouped by the category that explains it. Run from the repository root after `make mutants`:
+    .venv/bin/python scripts/mutant_report.py > benchmarks/logs/mutants.md
 
-Categories (the first that matches):
-- message: only the text of a string changes (an error message, a progress label, a reason name in a table).
-- default: a parameter's default value changes (tests pass explicit values; the defaults are documented choices).
-- equivalent: the change cannot alter the result here (dtype=None for float input, `is`/`==` on small ints, ...).
-- untested: none of the above - a real gap, listed so it can be closed by a test.
+Categories of survivors (the first that matches):
+- message: only the text of a string changes (an error message, a progress label, a docstring, a reason name).
+- default: a parameter's documented default changes (`name:type=value`); tests pass explicit values.
+- presentation: a figure's layout or styling (sizes, margins, colours, hover text).
+- device: `.to(device)` becomes `.to(None)`: the same on a one-device (CPU) run; CUDA runs exercise it.
+- efficiency: only what is computed changes, not the result (names_filter, stop_at_layer, length sorting whose order
+  is restored).
+- untested: none of the above - a gap, listed so it can be closed by a test or argued in the README.
+Mutants whose function no selected test calls are counted as "no tests", listed by function.
 """
 import re, sys
-from collections import Counter
+from collections import Counter, defaultdict
 from mutmut.__main__ import walk_mutatable_files, SourceFileMutationData, status_by_exit_code
 from mutmut.mutation.diff_apply import get_diff_for_mutant
 
-EQUIVALENT = [r"dtype=None", r"dtype=float\b.*dtype=None"]
+RULES = [  # (category, regex on the removed line, regex on the added line)
+    ("presentation", r"update_layout|go\.\w+\(|colorscale|colorbar|margin=|height=|hovertemplate|texttemplate|xgap|showlegend", r""),
+    ("device", r"\.to\(|device=", r"\.to\(None\)|device=None"),
+    ("efficiency", r"names_filter=|stop_at_layer=|sort_by_length|key=lambda i: -lengths", r""),
+]
+CATEGORIES = ["untested", "default", "device", "efficiency", "presentation", "message"]
 
 def changed_lines(diff:str) -> tuple[list[str], list[str]]:
     minus = [l[1:].strip() for l in diff.splitlines() if l.startswith("-") and not l.startswith("---")]
     plus = [l[1:].strip() for l in diff.splitlines() if l.startswith("+") and not l.startswith("+++")]
     return minus, plus
 
+def _strip(s:str) -> str: return re.sub(r"\s+", "", re.sub(r"[fbr]?(\"[^\"]*\"|'[^']*')", "S", s))
+
+def _same_but_text(a:str, b:str) -> bool:
+    "Does `b` differ from `a` only in a string literal (changed, replaced by None or left out)?"
+    sa, sb = _strip(a), _strip(b)
+    if "S" not in sa: return False
+    if sa == sb or sa == re.sub(r"\bNone\b", "S", sb): return True
+    return any(re.sub(pat, "", sa, count=1) == sb for pat in (r",S", r"S,", r"S", r",\w+=S", r"\w+=S,"))
+
 def category(minus:list[str], plus:list[str]) -> str:
+    if len(minus) == len(plus) and all(_same_but_text(a, b) for a, b in zip(minus, plus)): return "message"
     if len(minus) == len(plus) == 1:
         a, b = minus[0], plus[0]
-        strip = lambda s: re.sub(r"(\"[^\"]*\"|'[^']*')", '""', s)
-        if strip(a) == strip(b): return "message"
-        if re.match(r"^\w+\s*(:[^=]+)?=.*,\s*(#.*)?$", a) and a.split("=")[0] == b.split("=")[0] and "(" not in a.split("=")[0]:
-            return "default"
-        if any(re.search(p, b) for p in EQUIVALENT): return "equivalent"
+        if re.match(r"^(def \w+\(.*)?\w+\s*:[^=]+=[^=].*,\s*(#.*)?\)?:?$", a) and a.split("=")[0] == b.split("=")[0]: return "default"
+    for name, rm, add in RULES:
+        if any(re.search(rm, a) for a in minus) and all(re.search(add, b) for b in plus): return name
     return "untested"
+
+def function_of(key:str) -> str:
+    return key.split("__mutmut_")[0].replace("ǁ", ".").replace(".x_", ".").replace(".x.", ".")
 
 def main():
     rows = []
     for path in walk_mutatable_files():
         data = SourceFileMutationData(path=path); data.load()
-        for name, code in data.exit_code_by_key.items():
+        for key, code in data.exit_code_by_key.items():
             status = status_by_exit_code[code]
-            if status == "killed": rows.append((str(path), name, status, None, None)); continue
-            diff = get_diff_for_mutant(name, path=path)
-            minus, plus = changed_lines(diff)
-            rows.append((str(path), name, status, category(minus, plus) if status == "survived" else status,
+            if status != "survived": rows.append((str(path), key, status, None, None)); continue
+            minus, plus = changed_lines(get_diff_for_mutant(key, path=path))
+            rows.append((str(path), key, status, category(minus, plus),
                          f"`{' / '.join(minus)[:110]}` -> `{' / '.join(plus)[:110]}`"))
-    by_module = Counter((r[0], r[2]) for r in rows)
     modules = sorted({r[0] for r in rows})
-    print("| module | mutants | killed | survived | message | default | equivalent | untested |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| module | mutants | killed | no tests | survived | " + " | ".join(CATEGORIES) + " |")
+    print("|---|---|---|---|---|" + "---|" * len(CATEGORIES))
     for m in modules:
+        st = Counter(r[2] for r in rows if r[0] == m)
         cats = Counter(r[3] for r in rows if r[0] == m and r[2] == "survived")
-        n = sum(1 for r in rows if r[0] == m)
-        print(f"| {m} | {n} | {by_module[(m, 'killed')]} | {by_module[(m, 'survived')]} | {cats['message']} | "
-              f"{cats['default']} | {cats['equivalent']} | {cats['untested']} |")
+        print(f"| {m} | {sum(st.values())} | {st['killed']} | {st['no tests']} | {st['survived']} | "
+              + " | ".join(str(cats[c]) for c in CATEGORIES) + " |")
     total = Counter(r[2] for r in rows)
-    print(f"\nAll: {len(rows)} mutants, {total['killed']} killed ({total['killed']/max(1, len(rows)):.0%}), "
-          f"{total['survived']} survived; other outcomes: {dict((k, v) for k, v in total.items() if k not in ('killed', 'survived'))}\n")
-    for cat in ("untested", "default", "equivalent", "message"):
+    tested = total["killed"] + total["survived"]
+    print(f"\nAll: {len(rows)} mutants; {total['killed']} killed, {total['survived']} survived "
+          f"({total['killed']/max(1, tested):.0%} of the mutants a selected test reaches are killed); "
+          f"other outcomes: {dict((k, v) for k, v in total.items() if k not in ('killed', 'survived'))}")
+    for cat in CATEGORIES:
         listed = [r for r in rows if r[2] == "survived" and r[3] == cat]
         if not listed: continue
-        print(f"\n### {cat} ({len(listed)})\n")
-        for r in listed: print(f"- {r[1]}: {r[4]}")
-    others = [r for r in rows if r[2] not in ("killed", "survived")]
+        print(f"\n### survived, {cat} ({len(listed)})\n")
+        for r in listed: print(f"- {function_of(r[1])}: {r[4]}")
+    untouched = defaultdict(int)
+    for r in rows:
+        if r[2] == "no tests": untouched[function_of(r[1])] += 1
+    if untouched:
+        print(f"\n### no selected test calls these functions ({sum(untouched.values())} mutants)\n")
+        for f, n in sorted(untouched.items()): print(f"- {f} ({n})")
+    others = [r for r in rows if r[2] not in ("killed", "survived", "no tests")]
     if others:
         print(f"\n### not run to a verdict ({len(others)})\n")
-        for r in others: print(f"- {r[1]}: {r[2]}")
+        for r in others: print(f"- {function_of(r[1])}: {r[2]}")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -90,3 +90,27 @@ def test_store_batches_cover_every_row_once_and_shuffle(tiny, tmp_path):
     key = lambda t: sorted(map(tuple, t[:, :3].round(decimals=4).tolist()))
     assert key(got) == key(rows)
     assert not torch.equal(got, rows)
+
+# ---------- collect once, fit many ----------
+def test_a_second_steering_fit_reads_the_cached_activations(tiny, tmp_path, monkeypatch):
+    from interpwb.steering.data import load_tonebank, load_exemplars
+    from interpwb.steering.ksteering import KSteering
+    from interpwb.steering.baselines import CAASteering
+    monkeypatch.setenv("INTERPWB_CACHE", str(tmp_path))     # an empty cache (the tiny model is already loaded)
+    data = load_tonebank()
+    data = data[data.id.isin(data.id.unique()[:3])]
+    data.attrs.update(load_tonebank().attrs)
+    ex = load_exemplars("tonebank").groupby("label").head(2)
+    calls = {"n": 0}
+    run = tiny.run_with_cache
+    def counting(*a, **k): calls["n"] += 1; return run(*a, **k)
+    monkeypatch.setattr(tiny, "run_with_cache", counting)
+    first = KSteering.fit(tiny, data, "blocks.1.hook_resid_post", exemplars=ex, epochs=2, val_frac=0.0)
+    n_first = calls["n"]
+    assert n_first > 0 and len(list((tmp_path/"activations").iterdir())) == 2          # prompts and exemplars
+    CAASteering.fit(tiny, data, "blocks.1.hook_resid_post", source="both", exemplars=ex)
+    again = KSteering.fit(tiny, data, "blocks.1.hook_resid_post", exemplars=ex, epochs=2, val_frac=0.0)
+    assert calls["n"] == n_first                                                          # nothing collected twice
+    assert again.typical_norm == first.typical_norm
+    KSteering.fit(tiny, data, "blocks.0.hook_resid_post", exemplars=ex, epochs=2, val_frac=0.0)
+    assert calls["n"] > n_first                                                           # another hook: collected

@@ -147,3 +147,17 @@ def test_evaluate_policy_scores_every_sample(tok):
     assert len(df) == 6 and (df.base_perplexity > 1).all() and df.reward.between(0, 3).all()
     again = evaluate_policy(hf, tok, toy, HELDOUT_PROMPTS[:3], n_per_prompt=2, max_new_tokens=3)
     assert df.completion.tolist() == again.completion.tolist()       # sampling is seeded
+
+def test_token_reward_figure_cells_are_the_tokens_and_their_rewards_in_reading_order(tok):
+    r = TokenReward.from_vader(tok)
+    text = "The story was wonderful but the ending was sad and grim."
+    fig, toks = token_reward_figure(r, text, width=4), ids(tok, text)
+    hm = fig.data[0]
+    assert len(hm.z) == math.ceil(len(toks) / 4) and all(len(row) == 4 for row in hm.z)
+    words = [w for row in hm.text for w in row][:len(toks)]
+    assert words == [tok.decode([i]) for i in toks]                                    # no special tokens added
+    cells = [v for row in hm.z for v in row][:len(toks)]
+    assert cells == pytest.approx(r.token_rewards(torch.tensor(toks)).tolist())
+    m = max(abs(v) for v in cells)
+    assert (hm.zmin, hm.zmax, hm.zmid) == (pytest.approx(-m), pytest.approx(m), 0)     # white is zero reward
+    assert f"{r.sequence_reward(torch.tensor([toks])).item():+.2f}" in fig.layout.title.text

@@ -1,7 +1,7 @@
 """Scores and pooled activations against independent manual computations (one unpadded sequence at a time, plain
 log-softmax, direct `run_with_cache` rows), and the coherence gate at its boundaries."""
 import math
-import numpy as np, pandas as pd, pytest, torch
+import numpy as np, pytest, torch
 from interpwb.models import chat_prompt, load_hf
 from interpwb.core import cache_dir
 from interpwb.activations import collect_activations
@@ -104,3 +104,101 @@ def test_coherence_gate_boundaries():
 def test_distinct_n_pools_texts_without_crossing_them():
     assert distinct_n(["a b", "a b"], 2) == 0.5 and distinct_n(["a", "b"], 2) == 1.0   # ("b","a") across texts is not a bigram
     assert distinct_n("The end. The end.", 2) == pytest.approx(3 / 5)                  # punctuation counts: the end . the end .
+
+# ---------- the repetition and degeneracy statistics, by hand ----------
+from interpwb.textstats import longest_repeat, degeneracy
+
+@pytest.mark.parametrize("text,want", [("", 0), ("a", 1), ("a b c", 1), ("a a", 2), ("a b a b", 2), ("a b a b a", 2),
+                                       ("x a b a b a b y", 3), ("a . a . a . a .", 4), ("a b c a b d", 1)])
+def test_longest_repeat_counts_consecutive_copies(text, want):
+    assert longest_repeat(text.split()) == want
+
+def test_longest_repeat_stops_at_max_period():
+    unit = [str(i) for i in range(11)]         # an 11-token unit said twice
+    assert longest_repeat(unit * 2) == 1 and longest_repeat(unit * 2, max_period=11) == 2
+    assert longest_repeat(unit[:10] * 2) == 2  # a 10-token unit is within the default
+
+def test_degeneracy_columns_by_hand():
+    row = degeneracy("Hi, hi 42! hi, hi").iloc[0]
+    # units: hi , hi 42 ! hi , hi  (8); words (letters only): Hi hi hi hi (4); non-space chars: 13, of which , 4 2 ! , = 5;
+    # no unit repeats back to back (hi , hi has a comma between), so the longest run is 1 copy
+    assert (row.n_chars, row.n_words, row.n_units) == (17, 4, 8)
+    assert row.distinct_1 == pytest.approx(4 / 8) and row.distinct_2 == pytest.approx(5 / 7)
+    assert row.distinct_3 == pytest.approx(5 / 6) and row.repetition == pytest.approx(1 / 6)
+    assert row.longest_repeat == 1 and row.non_alpha == pytest.approx(5 / 13)
+    assert degeneracy("   ").iloc[0].non_alpha == 1.0 and distinct_n("") == 1.0
+    assert distinct_n("a a b") == pytest.approx(2 / 3)   # the default n is 1
+
+def test_the_gate_is_inclusive_at_every_threshold_and_reports_the_first_failure():
+    letters = "Rivers run down hills and into calm seas."
+    assert coherence([letters], min_words=8).coherent.tolist() == [True]          # exactly 8 words
+    assert coherence([letters], min_words=9).reason.tolist() == ["too short"]
+    na = degeneracy("ab, cd!").iloc[0].non_alpha                                    # 2 of 6 characters
+    assert na == pytest.approx(2 / 6)
+    assert coherence(["ab, cd!"], max_non_alpha=na).coherent.tolist() == [True]
+    assert coherence(["ab, cd!"], max_non_alpha=na - 1e-9).reason.tolist() == ["non-alphabetic"]
+    low = "a b " * 6                                                                   # 12 units, distinct-2 = 2/11
+    assert coherence([low], max_repeat=99, max_repetition=1.0).reason.tolist() == ["low diversity"]
+    assert coherence([low], max_repeat=99, max_repetition=1.0, min_distinct_2=2 / 11).coherent.tolist() == [True]
+    eleven = "a b " * 5 + "a"                                                          # 11 units: too short for the check
+    assert coherence([eleven], max_repeat=99, max_repetition=1.0).coherent.tolist() == [True]
+    assert coherence([letters], perplexities=[9.0], max_perplexity=9.0).coherent.tolist() == [True]
+    assert coherence([letters], perplexities=[9.5], max_perplexity=9.0).reason.tolist() == ["perplexity"]
+    both = coherence(["ok 1 2 3 #"], perplexities=[np.nan])                    # non-alphabetic and no tokens
+    assert both.reason.tolist() == ["non-alphabetic"]                                 # the earlier check is named
+    per_text = coherence([letters, letters], perplexities=[3.0, 3.0], reference=[1.0, 2.0])
+    assert per_text.ppl_ratio.tolist() == [3.0, 1.5] and per_text.coherent.tolist() == [False, True]
+    with pytest.raises(ValueError, match="2 perplexities for 1 texts"): coherence([letters], perplexities=[1.0, 2.0])
+
+# ---------- collection options against direct rows ----------
+def _direct(model, text:str, bos:bool=False, max_length:int|None=None) -> tuple[torch.Tensor, list[int]]:
+    ids = ([model.tokenizer.bos_token_id] if bos else []) + model.tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids = ids[:max_length] if max_length else ids
+    with torch.no_grad(): return model.run_with_cache(torch.tensor([ids]), names_filter=[HOOK])[1][HOOK][0].float(), ids
+
+def test_bos_truncation_tokens_and_metadata_of_a_collection(tiny):
+    texts = [TEXTS[1], "Hi"]
+    with_bos = collect_activations(tiny, texts, HOOK, pool="mean", prepend_bos=True, drop_first=True)   # BOS makes "Hi" 2 tokens
+    for i, t in enumerate(texts): torch.testing.assert_close(with_bos[HOOK][i], _direct(tiny, t, bos=True)[0][1:].mean(0), atol=1e-4, rtol=1e-4)
+    cut = collect_activations(tiny, texts, HOOK, pool="last", max_length=3)
+    torch.testing.assert_close(cut[HOOK][0], _direct(tiny, texts[0], max_length=3)[0][-1], atol=1e-4, rtol=1e-4)
+    every = collect_activations(tiny, texts, HOOK, pool="all")
+    assert every.tokens[every.index[:, 0] == 0].tolist() == _direct(tiny, texts[0])[1]      # the tokens the rows belong to
+    one = collect_activations(tiny, ["Hi"], HOOK, pool="mean")                               # one token is enough without drop_first
+    torch.testing.assert_close(one[HOOK][0], _direct(tiny, "Hi")[0][0], atol=1e-4, rtol=1e-4)
+    assert with_bos.meta == dict(model=tiny.cfg.model_name, hooks=[HOOK], pool="mean", n_texts=2, prepend_bos=True,
+                                 drop_first=True, d={HOOK: tiny.cfg.d_model})
+    with pytest.raises(KeyError, match="hook point"): with_bos["blocks.0.nowhere"]
+
+def test_a_store_opens_only_with_matching_metadata(tmp_path):
+    from interpwb.activations import ActivationStore
+    from interpwb.core import ArtifactError
+    store = ActivationStore.create(tmp_path/"s", d=4, model="m", hook_point="h")
+    assert (len(store), store.meta["texts_done"], store.meta["shards"]) == (0, 0, [])
+    store.append(torch.ones(3, 4))
+    again = ActivationStore(tmp_path/"s", expect=dict(model="m", d=4))
+    assert len(again) == 3 and again.read_all().shape == (3, 4)
+    with pytest.raises(ArtifactError, match="model='m', but model='other'"): ActivationStore(tmp_path/"s", expect=dict(model="other"))
+    with pytest.raises(FileExistsError): ActivationStore.create(tmp_path/"s", d=4)
+    (tmp_path/"s"/again.meta["shards"][0]["file"]).unlink()
+    with pytest.raises(ArtifactError, match="missing"): ActivationStore(tmp_path/"s")
+    nested = ActivationStore.create(tmp_path/"a"/"b"/"c", d=2)                               # parents are created
+    assert nested.folder.exists()
+
+def test_a_shared_prefix_computed_once_scores_exactly_what_each_row_alone_scores(tiny):
+    tok = tiny.tokenizer
+    prompt = "Here is a long shared question about rivers, hills and the weather today:"
+    conts = [" yes", " it rains a lot in the hills", "", " no, not really"]
+    ids = lambda s: tok(s, add_special_tokens=False)["input_ids"]
+    for share in (True, False):
+        got = continuation_logprobs(tiny, prompt, conts, batch_size=2, share_prefix=share)
+        for c, lp in zip(conts, got):
+            if not c: assert lp.shape == (0,); continue                            # nothing to score: empty, not an error
+            torch.testing.assert_close(lp, _manual_logprobs(tiny, ids(prompt) + ids(c), len(ids(prompt))), atol=1e-4, rtol=1e-4)
+    # rows whose prompts part early (the shared prefix is under 4 tokens) and rows that share a prompt and a bit more
+    for prompts in (["Yes. The sky", "No. The sea"], [prompt + " Well", prompt + " Well"]):
+        got = continuation_logprobs(tiny, prompts, [" is blue", " is grey today"], share_prefix=True)
+        for p, c, lp in zip(prompts, [" is blue", " is grey today"], got):
+            torch.testing.assert_close(lp, _manual_logprobs(tiny, ids(p) + ids(c), len(ids(p))), atol=1e-4, rtol=1e-4)
+    capped = continuation_logprobs(tiny, prompt, conts[1:2], max_tokens=2)[0]
+    torch.testing.assert_close(capped, _manual_logprobs(tiny, ids(prompt) + ids(conts[1]), len(ids(prompt)))[:2], atol=1e-4, rtol=1e-4)

@@ -2,12 +2,11 @@
 the sign and size of every push (CAA's planted mean differences, K-Steering and linear raise the target margin and the
 linear push has its closed form, Algorithm 2 is its reflection), the steering hook edits exactly the positions asked,
 and calibration picks the largest coherent strength."""
-import math
-import numpy as np, pandas as pd, pytest, torch
-from interpwb.steering.classifier import AttributeClassifier, train_classifier
+import pandas as pd, pytest, torch
+from interpwb.steering.classifier import train_classifier
 from interpwb.steering.base import Steerer, weights_from
 from interpwb.steering.ksteering import KSteering
-from interpwb.steering.baselines import CAASteering, LinearSteering
+from interpwb.steering.baselines import CAASteering
 from interpwb.steering.evaluate import calibrate_alpha, text_probs, steering_scores
 import interpwb.steering.baselines as baselines
 
@@ -148,3 +147,82 @@ def test_steering_scores_read_the_steered_text_and_gate_it(tiny):
     pb, ps = text_probs(clf, tiny, ["Hi"], [plain])[0], text_probs(clf, tiny, ["Hi"], [loop])[0]
     assert ps[0] > pb[0] and df.target_delta[0] == pytest.approx(ps[0] - pb[0], abs=1e-6) and df.target_delta[0] > 0
     assert not df.coherent.any() and (df.coherent_target_delta == 0).all()   # the loop moved the classifier but is gated out
+
+# ---------- closed forms at the edges (small norms, decay, modes, weights) ----------
+def _small_linear(clf, scale:float=1e-4):
+    "A copy of the linear classifier whose gradients are tiny (norm << 1): a norm clamp at 1 instead of ~0 would show."
+    import copy
+    small = copy.deepcopy(clf)
+    with torch.no_grad(): small.net[0].weight.mul_(scale)
+    return small
+
+def test_ksteering_steps_decay_and_small_weights_follow_the_closed_form(tiny, clfs):
+    lin = KSteering(tiny, clfs["linear"], alpha_mode="absolute")
+    W, scale, a = lin.classifier.net[0].weight.detach(), lin.classifier.scale, rows(tiny)
+    w = weights_from(LABELS, {"a": 0.25})                      # sum |w| < 1: the gradient is divided by 0.25, not by 1
+    step = (w @ W) / scale / w.abs().sum()
+    torch.testing.assert_close(lin.edit(a, w, alpha=0.1), a + 0.1 * step, atol=1e-5, rtol=1e-5)
+    # the linear gradient is constant, so k steps with decay d move by alpha * (1 + d + ... + d^(k-1)) * step
+    torch.testing.assert_close(lin.edit(a, w, alpha=0.1, steps=3, decay=0.5), a + 0.1 * 1.75 * step, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(lin.edit(a, w, alpha=0.1, steps=2), a + 0.2 * step, atol=1e-5, rtol=1e-5)   # decay 1 by default
+
+def test_relative_pushes_have_length_alpha_times_typical_norm_even_for_tiny_gradients(tiny, clfs):
+    ks = KSteering(tiny, _small_linear(clfs["linear"]))
+    a, w = rows(tiny), weights_from(LABELS, {"b": 1.0})
+    moved = (ks.edit(a, w, alpha=0.2) - a).norm(dim=-1)
+    torch.testing.assert_close(moved, torch.full_like(moved, 0.2 * ks.typical_norm), atol=1e-3, rtol=1e-4)
+
+def test_algorithm_2_reflects_with_a_unit_direction_even_for_tiny_gradients(tiny, clfs):
+    ks = KSteering(tiny, _small_linear(clfs["linear"]))
+    W, mean = ks.classifier.net[0].weight.detach(), ks.classifier.mean
+    u = W[2] / W[2].norm()
+    a = rows(tiny)
+    c = (a - mean) @ u
+    torch.testing.assert_close(ks.edit(a, weights_from(LABELS, {"c": -1.0}), alpha=0.0, avoid_only=True),
+                               a - 2 * c.clamp(min=0)[:, None] * u, atol=1e-4, rtol=1e-5)
+
+def test_ksteering_refuses_a_classifier_of_another_model_and_keeps_its_weights_frozen(tiny, clfs):
+    import copy
+    from interpwb.core import ArtifactError
+    other = copy.deepcopy(clfs["mlp"]); other.meta["model"] = "some-other-model"
+    with pytest.raises(ArtifactError, match="some-other-model"): KSteering(tiny, other)
+    ks = KSteering(tiny, copy.deepcopy(clfs["mlp"]))
+    assert not any(p.requires_grad for p in ks.classifier.parameters())
+    ks.edit(rows(tiny), weights_from(LABELS, {"a": 1.0}), alpha=0.1)
+    assert all(p.grad is None for p in ks.classifier.parameters())    # steering never trains the classifier
+
+def _small_caa(tiny, alpha_mode="relative"):
+    g = torch.Generator().manual_seed(3)
+    vectors = 1e-3 * torch.randn(3, tiny.cfg.d_model, generator=g)      # norms << 1
+    return CAASteering(tiny, HOOK, LABELS, vectors, torch.full((tiny.cfg.d_model,), 50.0), typical_norm=4.0,
+                       alpha_mode=alpha_mode, meta=dict(source="test"))
+
+def test_caa_closed_forms_for_small_vectors_both_modes_and_ablation(tiny):
+    a, w = rows(tiny), weights_from(LABELS, {"a": 1.0, "c": -0.5})
+    caa, absolute = _small_caa(tiny), _small_caa(tiny, "absolute")
+    delta = w @ caa.vectors
+    torch.testing.assert_close(caa.edit(a, w, alpha=0.3), a + 0.3 * 4.0 * delta / delta.norm())
+    torch.testing.assert_close(absolute.edit(a, w, alpha=0.3), a + 0.3 * delta)
+    u = caa.vectors[2] / caa.vectors[2].norm()
+    out = caa.edit(a, weights_from(LABELS, {"c": -1.0}), alpha=0.0, avoid_only=True)
+    torch.testing.assert_close((out - caa.mean) @ u, torch.zeros(len(a)), atol=1e-3, rtol=0)
+
+def test_caa_round_trips_vectors_mean_and_meta(tiny, tmp_path):
+    caa = _small_caa(tiny)
+    back = CAASteering.load(tiny, caa.save(tmp_path/"caa"))
+    torch.testing.assert_close(back.vectors, caa.vectors); torch.testing.assert_close(back.mean, caa.mean)
+    assert back.meta == {"source": "test"} and back.typical_norm == 4.0 and back.labels == LABELS
+
+def test_weights_from_targets_avoid_and_their_errors():
+    assert weights_from(LABELS, targets=["b"], avoid=["c"]).tolist() == [0.0, 1.0, -1.0]
+    assert weights_from(LABELS, {"a": -1.0}).tolist() == [-1.0, 0.0, 0.0]       # the interval is closed
+    with pytest.raises(ValueError, match="target list names \\['b'\\]"): weights_from(LABELS, targets=["b", "b"])
+    with pytest.raises(ValueError, match="avoid list names \\['c'\\]"): weights_from(LABELS, avoid=["c", "a", "c"])
+    with pytest.raises(ValueError, match="both a target and an avoid"): weights_from(LABELS, targets=["a"], avoid=["a"])
+    with pytest.raises(ValueError, match="given twice"): weights_from(LABELS, {"a": 0.5}, targets=["a"])
+    with pytest.raises(ValueError, match="-1.5"): weights_from(LABELS, {"a": -1.5})
+
+def test_negative_strength_is_refused(tiny):
+    st = _Const(tiny, HOOK, LABELS, typical_norm=1.0)
+    with pytest.raises(ValueError, match="alpha"):
+        with st.steering({"a": 1.0}, alpha=-0.1): pass

@@ -182,10 +182,11 @@ def prompt_activations(model:TransformerBridge, # the language model
                        hook_point:str, # where to read
                        labels:list[str], # label order
                        batch_size:int=16,
+                       cache:bool=True, # reuse activations collected before for the same model, texts and hook
                       ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     "Last-real-token activations of the chat-formatted prompts: (X [n, d], y [n], groups [n])."
     texts = [chat_prompt(model, t) for t in prompts.prompt_text]
-    X = collect_activations(model, texts, hook_point, pool="last", batch_size=batch_size)[hook_point]
+    X = collect_activations(model, texts, hook_point, pool="last", batch_size=batch_size, cache=cache)[hook_point]
     y = torch.tensor([labels.index(l) for l in prompts.label])
     return X, y, np.array([f"q:{q}" for q in prompts.question_id])
 
@@ -195,11 +196,12 @@ def exemplar_activations(model:TransformerBridge, # the language model
                          hook_point:str, # where to read
                          labels:list[str], # label order
                          batch_size:int=8,
+                         cache:bool=True, # reuse activations collected before for the same model, texts and hook
                         ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, torch.Tensor]:
     "Activations of every answer token of each exemplar (chat-formatted as the assistant's reply): (X, y, groups, w)."
     prefixes = [chat_prompt(model, q) for q in exemplars.question]
     texts = [p + t for p, t in zip(prefixes, exemplars.text)]
-    acts = collect_activations(model, texts, hook_point, pool="all", batch_size=batch_size, drop_first=True)
+    acts = collect_activations(model, texts, hook_point, pool="all", batch_size=batch_size, drop_first=True, cache=cache)
     n_prefix = torch.tensor([len(model.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prefixes])
     text_i, pos = acts.index[:, 0], acts.index[:, 1]
     keep = pos >= n_prefix[text_i]
