@@ -20,9 +20,20 @@ from mutmut.mutation.diff_apply import get_diff_for_mutant
 RULES = [  # (category, regex on the removed line, regex on the added line)
     ("presentation", r"update_layout|go\.\w+\(|colorscale|colorbar|margin=|height=|hovertemplate|texttemplate|xgap|showlegend", r""),
     ("device", r"\.to\(|device=", r"\.to\(None\)|device=None"),
-    ("efficiency", r"names_filter=|stop_at_layer=|sort_by_length|key=lambda i: -lengths", r""),
+    ("efficiency", r"names_filter=|stop_at_layer=|sort_by_length|key=lambda i: -lengths|= hook_layers\(", r""),
 ]
-CATEGORIES = ["untested", "default", "device", "efficiency", "presentation", "message"]
+EQUIVALENT = [  # (function, regex on the added line, why the change cannot alter a result) - each argued, not assumed
+    ("textstats.text_units", r"text\.upper\(\)", "upper- and lower-casing both fold case"),
+    ("textstats.degeneracy", r"distinct_n\(text, \)|repetition_rate\(text, \)", "the removed argument equals the default"),
+    ("textstats.coherence", r"dtype=None|asarray\(perplexities, \)|asarray\(reference, \)|\[\"\"\] \* len\(df\), \)",
+     "the values are already floats / strings"),
+    ("ksteering.KSteering.edit", r"dim=\+1|sum\(\+1", "edit receives [n, d] rows: dim 1 is dim -1"),
+    ("ensemble._batchtopk", r"dim=\+1|scatter\(\+1|b \* s\), \)", "`flat` is 2-D: dim 1 is dim -1 (topk's default)"),
+    ("scoring.continuation_ids", r"if \(t\) or True|if \(continuation\) or True", "tokenising an empty string gives []"),
+    ("scoring.perplexity", r"if \(len\(lp\)\) or True", "the mean of an empty tensor is NaN already"),
+    ("activations.collect_activations", r"range\(0, len\(order\), \)\]", "overlapping batches recompute the same rows"),
+]
+CATEGORIES = ["untested", "equivalent", "default", "device", "efficiency", "presentation", "message"]
 
 def changed_lines(diff:str) -> tuple[list[str], list[str]]:
     minus = [l[1:].strip() for l in diff.splitlines() if l.startswith("-") and not l.startswith("---")]
@@ -38,11 +49,13 @@ def _same_but_text(a:str, b:str) -> bool:
     if sa == sb or sa == re.sub(r"\bNone\b", "S", sb): return True
     return any(re.sub(pat, "", sa, count=1) == sb for pat in (r",S", r"S,", r"S", r",\w+=S", r"\w+=S,"))
 
-def category(minus:list[str], plus:list[str]) -> str:
+def category(minus:list[str], plus:list[str], function:str="") -> str:
     if len(minus) == len(plus) and all(_same_but_text(a, b) for a, b in zip(minus, plus)): return "message"
     if len(minus) == len(plus) == 1:
         a, b = minus[0], plus[0]
         if re.match(r"^(def \w+\(.*)?\w+\s*:[^=]+=[^=].*,\s*(#.*)?\)?:?$", a) and a.split("=")[0] == b.split("=")[0]: return "default"
+    for where, pattern, _ in EQUIVALENT:
+        if where in function and any(re.search(pattern, b) for b in plus): return "equivalent"
     for name, rm, add in RULES:
         if any(re.search(rm, a) for a in minus) and all(re.search(add, b) for b in plus): return name
     return "untested"
@@ -58,7 +71,7 @@ def main():
             status = status_by_exit_code[code]
             if status != "survived": rows.append((str(path), key, status, None, None)); continue
             minus, plus = changed_lines(get_diff_for_mutant(key, path=path))
-            rows.append((str(path), key, status, category(minus, plus),
+            rows.append((str(path), key, status, category(minus, plus, function_of(key)),
                          f"`{' / '.join(minus)[:110]}` -> `{' / '.join(plus)[:110]}`"))
     modules = sorted({r[0] for r in rows})
     print("| module | mutants | killed | no tests | survived | " + " | ".join(CATEGORIES) + " |")
@@ -73,6 +86,8 @@ def main():
     print(f"\nAll: {len(rows)} mutants; {total['killed']} killed, {total['survived']} survived "
           f"({total['killed']/max(1, tested):.0%} of the mutants a selected test reaches are killed); "
           f"other outcomes: {dict((k, v) for k, v in total.items() if k not in ('killed', 'survived'))}")
+    print("\nWhy the equivalent ones cannot change a result:")
+    for where, _, why in EQUIVALENT: print(f"- {where}: {why}")
     for cat in CATEGORIES:
         listed = [r for r in rows if r[2] == "survived" and r[3] == cat]
         if not listed: continue

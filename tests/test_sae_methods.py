@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 from interpwb.sae.ensemble import SAEConfig, SAEEnsemble, SAEArchitecture, register_architecture, ARCHITECTURES
 from interpwb.sae.matching import match_features, cosine_matrix, mmcs, pairwise_mmcs
 from interpwb.sae.mfr import mfr_penalty, mfr_warmup
-from interpwb.sae.trainer import SAETrainer, TrainConfig, auxk_loss
+from interpwb.sae.trainer import SAETrainer, auxk_loss
 from interpwb.sae.train import train_saes
 from interpwb.sae.synthetic import make_synthetic
 
@@ -162,3 +162,156 @@ def test_a_registered_selection_rule_is_used_by_select():
         torch.testing.assert_close(select(torch.tensor([[0.0, -5.0, -9.0]]), "uniform_test"), torch.full((1, 3), 1 / 3))
         with pytest.raises(KeyError, match="uniform_test"): select(torch.zeros(1, 2), "uniform_tset")
     finally: SELECTION_RULES.pop("uniform_test", None)
+
+# ---------- loading refuses tensors that disagree with their config ----------
+@pytest.mark.parametrize("arch,name", [("topk", "W_dec"), ("topk", "b_enc"), ("topk", "b_dec"), ("topk_tied", "W_enc")])
+def test_load_refuses_a_tensor_whose_shape_disagrees_with_the_config(tmp_path, arch, name):
+    from interpwb.core import save_artifact, ArtifactError
+    ens = SAEEnsemble(SAEConfig(d_in=6, d_sae=10, k=2, n_saes=2, architecture=arch))
+    tensors = dict(ens.state_dict())
+    tensors[name] = torch.zeros(*tensors[name].shape[:-1], tensors[name].shape[-1] + 1)   # one column too many
+    folder = save_artifact(tmp_path/"bad", tensors, dict(kind="SAEEnsemble", format_version=1, sae=ens.cfg.to_dict()))
+    with pytest.raises(ArtifactError, match=f"tensor {name} is"): SAEEnsemble.load(folder)
+    tensors.pop(name)
+    folder = save_artifact(tmp_path/"missing", tensors, dict(kind="SAEEnsemble", format_version=1, sae=ens.cfg.to_dict()))
+    with pytest.raises(ArtifactError, match=f"tensor {name} is missing"): SAEEnsemble.load(folder)
+
+def test_max_cosines_reads_columns_as_features_when_asked():
+    from interpwb.sae.matching import max_cosines
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(5, 3, generator=g), torch.randn(7, 3, generator=g)
+    want = torch.stack([max(F.cosine_similarity(x, y, dim=0) for y in b) for x in a])
+    torch.testing.assert_close(max_cosines(a, b), want)
+    torch.testing.assert_close(max_cosines(a.T, b.T, features_as="columns"), want)
+
+# ---------- fast matching: sparse candidate graph, certified optimal, dense fallback ----------
+def _dictionary_pair(na:int, nb:int, kind:str, d:int=32, seed:int=0):
+    "A [na, d] and B [nb, d]: unrelated ('random'), or B a noisy permuted copy of A plus new features ('noisy')."
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(na, d, generator=g)
+    if kind == "random": return a, torch.randn(nb, d, generator=g)
+    shared = a[torch.randperm(na, generator=g)[:nb]] + 0.3 * torch.randn(min(na, nb), d, generator=g)
+    b = torch.cat([shared, torch.randn(nb - len(shared), d, generator=g)])
+    return a, b[torch.randperm(nb, generator=g)]
+
+def _count_dense_calls(monkeypatch) -> list:
+    import interpwb.sae.matching as matching
+    calls, dense = [], matching._dense_match
+    monkeypatch.setattr(matching, "_dense_match", lambda a, b: calls.append((len(a), len(b))) or dense(a, b))
+    return calls
+
+@pytest.mark.parametrize("na,nb,kind", [(600, 600, "random"), (600, 600, "noisy"), (600, 700, "random"),
+                                        (600, 700, "noisy"), (700, 600, "noisy"), (700, 600, "random")])
+def test_fast_matching_scores_the_dense_optimum(monkeypatch, na, nb, kind):
+    a, b = _dictionary_pair(na, nb, kind, seed=na + nb)
+    dia, dib, best = match_features(a, b, method="dense")
+    dense_calls = _count_dense_calls(monkeypatch)
+    ia, ib, cos = match_features(a, b)   # "auto" above 512 x 512: the sparse path
+    assert dense_calls == []
+    assert len(ia) == min(na, nb) and len(ia.unique()) == len(ia) and len(ib.unique()) == len(ib)
+    assert float(cos.double().sum()) == pytest.approx(float(best.double().sum()), rel=1e-5)   # the issue allows 1e-3
+    torch.testing.assert_close(cos, cosine_matrix(a, b)[ia, ib])
+    # the same kinds and shapes as SciPy's answer (idx_a ascending)
+    assert (ia.dtype, ib.dtype, cos.dtype) == (dia.dtype, dib.dtype, best.dtype) == (torch.long, torch.long, torch.float32)
+    assert ia.shape == dia.shape and ib.shape == dib.shape and cos.shape == best.shape and bool((ia.diff() > 0).all())
+
+def test_fast_matching_repairs_a_small_candidate_graph_to_the_optimum(monkeypatch):
+    a, b = _dictionary_pair(600, 600, "random", seed=3)
+    best = match_features(a, b, method="dense")[2].double().sum()
+    import interpwb.sae.matching as matching
+    dense_calls, checks, check = _count_dense_calls(monkeypatch), [], matching._violations
+    monkeypatch.setattr(matching, "_violations", lambda *args: checks.append(found := check(*args)) or found)
+    cos = match_features(a, b, method="sparse", k=6)[2]   # 6 candidates each: the certificate finds better pairs
+    assert dense_calls == [] and checks[0] is not None and checks[-1] is None
+    assert float(cos.double().sum()) == pytest.approx(float(best), rel=1e-5)
+
+def test_fast_matching_falls_back_to_dense_when_the_candidate_graph_has_no_full_matching(monkeypatch):
+    from interpwb.sae.matching import _sparse_match
+    g = torch.Generator().manual_seed(0)
+    b = torch.randn(600, 32, generator=g)
+    a = b[torch.arange(600) % 5] + 0.05 * torch.randn(600, 32, generator=g)   # all of A nearest to the same 5 of B
+    assert _sparse_match(F.normalize(a, dim=-1), F.normalize(b, dim=-1), 2) is None   # k = 2, then 8: no full matching
+    best = match_features(a, b, method="dense")[2].double().sum()
+    dense_calls = _count_dense_calls(monkeypatch)
+    ia, ib, cos = match_features(a, b, method="sparse", k=2)
+    assert dense_calls == [(600, 600)]
+    assert len(ia.unique()) == len(ib.unique()) == 600 and float(cos.double().sum()) == pytest.approx(float(best), rel=1e-6)
+
+def test_match_features_checks_its_method_and_k():
+    a = torch.randn(4, 3)
+    with pytest.raises(KeyError, match="sparse"): match_features(a, a, method="hungarian")
+    with pytest.raises(ValueError, match="k"): match_features(a, a, k=0)
+    assert match_features(torch.zeros(0, 3), a, method="sparse")[0].shape == (0,)
+
+# ---------- MFR's schedule, the max-cosine variant and the assignment cache, by hand ----------
+@pytest.mark.parametrize("step,W,want", [(0, 100, 0.0), (25, 100, 0.5 * (1 - math.sqrt(0.5))), (50, 100, 0.5), (99, 100, None),
+                                         (100, 100, 1.0), (150, 100, 1.0), (0, 0, 1.0), (0, 1, 0.0), (1, 1, 1.0)])
+def test_mfr_warmup_is_the_cosine_ramp_from_0_to_1(step, W, want):
+    if want is None: want = 0.5 * (1 + math.cos(math.pi * (W - step) / W))
+    assert mfr_warmup(step, W) == pytest.approx(want, abs=1e-12)
+    assert mfr_warmup(step) == pytest.approx(mfr_warmup(step, 100))          # W = 100 by default
+
+def test_maxcos_penalty_by_hand_over_every_pair():
+    g = torch.Generator().manual_seed(1)
+    d = torch.randn(3, 6, 4, generator=g)
+    w = F.normalize(d, dim=-1)
+    def by_hand(i, j):
+        c = w[i] @ w[j].T                                   # rows: features of i; its row and column maxima differ
+        return 1 - 0.5 * (c.max(1).values.mean() + c.max(0).values.mean())
+    c01 = w[0] @ w[1].T
+    assert abs(c01.max(1).values.mean() - c01.max(0).values.mean()) > 1e-3
+    pen, assign = mfr_penalty(d, method="maxcos")
+    assert assign is None and pen.item() == pytest.approx(float(sum(by_hand(i, j) for i, j in [(0, 1), (0, 2), (1, 2)]) / 3), abs=1e-6)
+    one = d[:1].clone().requires_grad_(True)
+    p1, _ = mfr_penalty(one)
+    p1.backward()
+    assert p1.item() == 0.0 and one.grad.abs().max().item() == 0.0          # one SAE: no penalty, no gradient
+
+def test_mfr_penalty_reuses_its_assignment_until_it_is_stale(monkeypatch):
+    import interpwb.sae.mfr as mfr_module
+    from interpwb.sae.mfr import MFRPenalty
+    g = torch.Generator().manual_seed(2)
+    d0, d1 = torch.randn(2, 8, 5, generator=g), torch.randn(2, 8, 5, generator=g)
+    stale_ref = mfr_penalty(d1, assignments=mfr_penalty(d0)[1])[0].item()   # d1 scored with d0's assignment
+    assert abs(stale_ref - mfr_penalty(d1)[0].item()) > 1e-4
+    calls = []
+    real = mfr_module.match_features
+    monkeypatch.setattr(mfr_module, "match_features", lambda a, b, *r: calls.append(1) or real(a, b, *r))
+    m = MFRPenalty(alpha=0.5, recompute_every=3, warmup_steps=0)
+    w0, p0 = m(d0, 0); assert len(calls) == 1 and w0.item() == pytest.approx(0.5 * p0.item())
+    _, p1 = m(d1, 1)                                                   # steps 1, 2: the step-0 assignment, reused
+    assert len(calls) == 1
+    assert p1.item() == pytest.approx(stale_ref, abs=1e-6)
+    m(d1, 2); assert len(calls) == 1
+    m(d1, 3); assert len(calls) == 2                                   # 3 steps later: recomputed
+    m(d1, 1); assert len(calls) == 3                                   # an earlier step (a restart): recomputed
+    assert MFRPenalty(alpha=0.0)(d0, 0)[0].item() == 0.0 and len(calls) == 3   # off: nothing computed
+    assert MFRPenalty(alpha=1.0)(d0[:1], 0)[1].item() == 0.0                    # one SAE: nothing to agree with
+    mc = MFRPenalty(alpha=1.0, method="maxcos", warmup_steps=0)
+    mc(d0, 0); mc(d1, 1)
+    assert mc._assign is None and len(calls) == 3                      # max-cosine needs no assignment
+    assert MFRPenalty(alpha=1.0, warmup_steps=10).weight(5) == pytest.approx(mfr_warmup(5, 10))
+
+# ---------- matching on batched and column layouts ----------
+def test_cosine_matrix_handles_a_leading_batch_dim_and_refuses_other_widths():
+    g = torch.Generator().manual_seed(3)
+    a, b = torch.randn(2, 5, 3, generator=g), torch.randn(2, 7, 3, generator=g)
+    got = cosine_matrix(a, b)
+    for k in range(2):
+        want = torch.stack([torch.stack([F.cosine_similarity(x, y, dim=0) for y in b[k]]) for x in a[k]])
+        torch.testing.assert_close(got[k], want)
+    with pytest.raises(ValueError): cosine_matrix(a, torch.randn(2, 7, 4))
+
+def test_matching_and_mmcs_read_columns_and_max_is_not_symmetric():
+    g = torch.Generator().manual_seed(4)
+    a, b = torch.randn(5, 3, generator=g), torch.randn(7, 3, generator=g)
+    ia, ib, cos = match_features(a, b)
+    assert ia.dtype == ib.dtype == torch.long
+    ja, jb, cos_t = match_features(a.T, b.T, features_as="columns")
+    assert ja.tolist() == ia.tolist() and jb.tolist() == ib.tolist()
+    assert mmcs(a.T, b.T, features_as="columns") == pytest.approx(mmcs(a, b))
+    assert mmcs(a.T, b.T, features_as="columns", method="max") == pytest.approx(mmcs(a, b, method="max"))
+    d = torch.stack([torch.randn(6, 3, generator=g) for _ in range(2)])
+    pm = pairwise_mmcs(d, method="max")
+    assert pm[0, 1] == pytest.approx(mmcs(d[0], d[1], method="max"), abs=1e-6)
+    assert pm[1, 0] == pytest.approx(mmcs(d[1], d[0], method="max"), abs=1e-6) and abs(pm[0, 1] - pm[1, 0]) > 1e-4

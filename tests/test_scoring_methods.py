@@ -202,3 +202,14 @@ def test_a_shared_prefix_computed_once_scores_exactly_what_each_row_alone_scores
             torch.testing.assert_close(lp, _manual_logprobs(tiny, ids(p) + ids(c), len(ids(p))), atol=1e-4, rtol=1e-4)
     capped = continuation_logprobs(tiny, prompt, conts[1:2], max_tokens=2)[0]
     torch.testing.assert_close(capped, _manual_logprobs(tiny, ids(prompt) + ids(conts[1]), len(ids(prompt)))[:2], atol=1e-4, rtol=1e-4)
+
+def test_empty_prompts_get_bos_and_single_texts_are_accepted(tiny):
+    from interpwb.scoring import continuation_ids
+    tok = tiny.tokenizer
+    ids, k = continuation_ids(tok, "", "Hello there")
+    assert ids[0] == tok.bos_token_id and k == 1                    # an empty prompt: BOS gives the first token a context
+    ids, k = continuation_ids(tok, "Say:", " hi", prepend_bos=True)
+    assert ids[0] == tok.bos_token_id and ids[k:] == tok(" hi", add_special_tokens=False)["input_ids"]
+    assert np.isnan(perplexity(tiny, "Hi", [""])[0])                  # nothing to score: NaN, not a number
+    one = coherence("A calm answer about rivers.", perplexities=[3.0])
+    assert len(one) == 1 and one.perplexity.tolist() == [3.0] and one.coherent.tolist() == [True]

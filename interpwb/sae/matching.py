@@ -9,7 +9,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
-from ..core import check_choice
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import min_weight_full_bipartite_matching
+from ..core import check_choice, check_number
 
 # %% auto #0
 __all__ = ['cosine_matrix', 'match_features', 'max_cosines', 'mmcs', 'pairwise_mmcs']
@@ -31,17 +33,166 @@ def cosine_matrix(a:torch.Tensor, # dictionary A, [n_a, d] (features as rows; a 
         raise ValueError(f"Dictionaries live in different spaces: a has width {a.shape[-1]}, b has width {b.shape[-1]}.")
     return F.normalize(a.float(), dim=-1) @ F.normalize(b.float(), dim=-1).transpose(-1, -2)
 
+# %% ../../nbs/sae/01_matching.ipynb #58ca430e
+def _dense_match(a:torch.Tensor, b:torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    "SciPy's Hungarian algorithm on the dense cosine matrix: (idx_a, idx_b, cos) as numpy."
+    with torch.no_grad(): c = cosine_matrix(a, b).cpu().numpy()
+    ia, ib = linear_sum_assignment(c, maximize=True)
+    return ia, ib, c[ia, ib]
+
+# %% ../../nbs/sae/01_matching.ipynb #13d7a58e
+def _row_blocks(n_rows:int, n_cols:int, budget:int=1 << 24) -> list[slice]:
+    "Slices of rows whose [rows, n_cols] block of cosines holds at most `budget` entries."
+    step = max(1, budget // max(n_cols, 1))
+    return [slice(s, min(s + step, n_rows)) for s in range(0, n_rows, step)]
+
+def _top_k(a:torch.Tensor, b:torch.Tensor, k:int) -> tuple[np.ndarray, np.ndarray]:
+    "The `k` largest cosines of each unit row of `a` with the unit rows of `b`, and their columns, block by block on their device."
+    if len(a) == 0: return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
+    tops = [torch.topk(a[s] @ b.T, k, dim=1) for s in _row_blocks(len(a), len(b))]
+    return torch.cat([t.values for t in tops]).cpu().numpy(), torch.cat([t.indices for t in tops]).cpu().numpy()
+
+def _candidate_edges(a:torch.Tensor, # unit rows [n_a, d]
+                     b:torch.Tensor, # unit rows [n_b, d]
+                     k:int, # candidates per row
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    "Likely partners (rows, cols, cos): each row's `k` best columns and the `k` best rows of each column no row picked; each row's k-th cosine."
+    cos, cols = _top_k(a, b, min(k, len(b)))
+    unpicked = np.flatnonzero(np.bincount(cols.ravel(), minlength=len(b)) == 0)  # e.g. features far from all of A
+    u_cos, u_rows = _top_k(b[torch.as_tensor(unpicked, device=b.device)], a, min(k, len(a)))
+    rows = np.concatenate([np.repeat(np.arange(len(a)), cols.shape[1]), u_rows.ravel()])
+    cols = np.concatenate([cols.ravel(), np.repeat(unpicked, u_rows.shape[1])])
+    return rows, cols, np.concatenate([cos.ravel(), u_cos.ravel()]).astype(np.float64), cos[:, -1].astype(np.float64)
+
+# %% ../../nbs/sae/01_matching.ipynb #5541d0cc
+def _potentials(n_cols:int, # columns of the graph (every row is matched)
+                rows:np.ndarray, cols:np.ndarray, cost:np.ndarray, # candidate edges and their costs
+                match_col:np.ndarray, # each row's matched column
+                start:tuple|None=None, # potentials to start from (e.g. the previous round's), else zeros
+               ) -> tuple[np.ndarray, np.ndarray]|None:
+    "Potentials (p_row, p_col): `cost + p_row - p_col` >= 0 off the matching, <= 0 on it (Bellman-Ford); None on a negative cycle."
+    n_rows = len(match_col)
+    matched = match_col[rows] == cols
+    match_cost = np.empty(n_rows); match_cost[rows[matched]] = cost[matched]
+    by_row = np.argsort(rows[~matched], kind="stable")
+    src, dst, w = rows[~matched][by_row], cols[~matched][by_row], cost[~matched][by_row]
+    first_edge = np.searchsorted(src, np.arange(n_rows + 1))
+    match_row = np.full(n_cols, -1); match_row[match_col] = np.arange(n_rows)
+    free = match_row < 0
+    pr, pc = (np.zeros(n_rows), np.zeros(n_cols)) if start is None else (start[0].copy(), start[1].copy())
+    sink, moved = 0.0, np.arange(n_cols)
+    # residual graph: row -> unmatched col (+cost), matched col -> its row (-cost), free col -> sink -> matched col (0)
+    for step in range(n_rows + n_cols + 2):
+        dropped = moved[free[moved]]
+        if len(dropped) and pc[dropped].min() < sink:
+            sink = pc[dropped].min()
+            lowered = np.flatnonzero(~free & (pc > sink)); pc[lowered] = sink
+            moved = np.union1d(moved, lowered)
+        moved = moved[~free[moved]]
+        r = match_row[moved]; via_match = pc[moved] - match_cost[r]
+        better = via_match < pr[r]
+        active = r[better]; pr[active] = via_match[better]
+        if step == 0: active = np.arange(n_rows)  # the first pass relaxes every edge
+        elif len(active) == 0: return pr, pc
+        n_out = first_edge[active + 1] - first_edge[active]
+        e = np.repeat(first_edge[active] - np.cumsum(n_out) + n_out, n_out) + np.arange(n_out.sum())
+        via_edge = pr[src[e]] + w[e]
+        better = via_edge < pc[dst[e]]
+        np.minimum.at(pc, dst[e][better], via_edge[better])
+        moved = np.flatnonzero(np.bincount(dst[e][better], minlength=n_cols))
+    return None
+
+# %% ../../nbs/sae/01_matching.ipynb #84e94399
+def _violations(a:torch.Tensor, b:torch.Tensor, # unit rows [n_a, d], [n_b, d]
+                pr:np.ndarray, pc:np.ndarray, # potentials from `_potentials`
+                kth:np.ndarray, # each row's k-th best cosine: a bound on the cosines outside the candidate graph
+                match_col:np.ndarray, # each row's matched column
+                tol:float, # reduced costs down to -tol count as 0
+                margin:float, # also return edges whose reduced cost is below this (likely violators of the next round)
+                block:int=256, # rows per block
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]|None:
+    "Pairs (rows, cols, cos) off the matching with reduced cost `2 - cos + pr - pc` below `margin`; None if none is below -tol."
+    by_potential = np.argsort(-pc)
+    # row i's pairs outside the graph have cos <= kth[i]: only columns with pc > 2 + pr[i] - kth[i] + tol can violate
+    n_check = np.searchsorted(-pc[by_potential], -(2 + pr - kth + tol))
+    suspects = np.argsort(-n_check, kind="stable")[:np.count_nonzero(n_check)]
+    dev = a.device
+    pr_t, pc_t, match_t = (torch.as_tensor(x, device=dev) for x in (pr, pc, match_col))
+    found, worst = [], 0.0
+    for s in range(0, len(suspects), block):
+        rows = torch.as_tensor(suspects[s:s + block], device=dev)
+        cols = torch.as_tensor(by_potential[:n_check[suspects[s]]], device=dev)
+        cos = a[rows] @ b[cols].T
+        reduced = (2 + pr_t[rows])[:, None] - pc_t[cols][None, :] - cos.double()
+        reduced[match_t[rows][:, None] == cols[None, :]] = float("inf")
+        worst = min(worst, reduced.min().item())
+        i, j = (reduced < margin).nonzero(as_tuple=True)
+        found.append((rows[i], cols[j], cos[i, j].double()))
+    if worst >= -tol: return None
+    return tuple(torch.cat(t).cpu().numpy() for t in zip(*found))
+
+# %% ../../nbs/sae/01_matching.ipynb #03ebb08d
+def _is_edge(r:np.ndarray, c:np.ndarray, rows:np.ndarray, cols:np.ndarray, n_cols:int) -> np.ndarray:
+    "Whether each (r, c) is one of the edges (rows, cols)."
+    edges = np.sort(rows * n_cols + cols)
+    keys = r * n_cols + c
+    return edges[np.minimum(np.searchsorted(edges, keys), len(edges) - 1)] == keys
+
+def _certified_match(a:torch.Tensor, b:torch.Tensor, # unit rows [n_a, d], [n_b, d] with n_a <= n_b
+                     k:int, # candidates per row
+                     tol:float=1e-6, # per-edge slack of the optimality certificate
+                     margin:float=0.05, # near-violators added with the violators, so that one repair round usually suffices
+                     max_rounds:int=6,
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]|None:
+    "Matching of every row, optimal on a candidate graph grown until LP duality certifies it on the whole matrix: numpy (idx_a, idx_b, cos) or None."
+    rows, cols, cos, kth = _candidate_edges(a, b, k)
+    if not np.isfinite(cos).all(): return None  # NaN features (top-k ranks NaN first): SciPy refuses them
+    potentials = None
+    for _ in range(max_rounds):
+        cost = 2.0 - cos  # positive, so that no edge is an explicit zero of the sparse matrix
+        try: ia, ib = min_weight_full_bipartite_matching(csr_matrix((cost, (rows, cols)), shape=(len(a), len(b))))
+        except ValueError: return None
+        match_col = np.empty(len(a), dtype=np.int64); match_col[ia] = ib
+        potentials = _potentials(len(b), rows, cols, cost, match_col, start=potentials)
+        if potentials is None: return None
+        extra = _violations(a, b, *potentials, kth, match_col, tol, margin)
+        if extra is None:
+            on_match = np.flatnonzero(match_col[rows] == cols)
+            on_match = on_match[np.argsort(rows[on_match])]
+            return rows[on_match], cols[on_match], cos[on_match].astype(np.float32)
+        new = ~_is_edge(extra[0], extra[1], rows, cols, len(b))
+        if not new.any(): return None
+        rows, cols, cos = (np.concatenate([old, more[new]]) for old, more in zip((rows, cols, cos), extra))
+    return None
+
+def _sparse_match(a:torch.Tensor, b:torch.Tensor, # unit rows [n_a, d], [n_b, d] with n_a <= n_b
+                  k:int, # candidates per row
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]|None:
+    "`_certified_match` with `k` candidates, then `4 k` if that gave no certified full matching; None if neither did."
+    found = _certified_match(a, b, k)
+    return found if found is not None or k >= len(b) else _certified_match(a, b, 4 * k)
+
 # %% ../../nbs/sae/01_matching.ipynb #19470e07
 def match_features(a:torch.Tensor, # dictionary A, [n_a, d] (or [d, n_a] with features_as="columns")
                    b:torch.Tensor, # dictionary B, [n_b, d] (or [d, n_b])
                    features_as:str="rows", # "rows" (interpwb's layout) or "columns"
+                   method:str="auto", # "auto" (dense up to 512 x 512, else sparse), "sparse" or "dense" (SciPy's Hungarian)
+                   k:int=64, # sparse: candidate partners per feature (more: fewer repair rounds, more work per round)
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    "Optimal one-to-one matching (Hungarian): (idx_a, idx_b, cos) with `cos[i] = cosine(a[idx_a[i]], b[idx_b[i]])`."
+    "Optimal one-to-one matching (max total cosine): (idx_a, idx_b, cos) with `cos[i] = cosine(a[idx_a[i]], b[idx_b[i]])`."
+    check_choice(method, ["auto", "sparse", "dense"], "matching method")
+    check_number(k, "k", low=1, integer=True)
     a, b = _rows(a, features_as), _rows(b, features_as)
-    with torch.no_grad(): c = cosine_matrix(a, b).cpu().numpy()
-    ia, ib = linear_sum_assignment(c, maximize=True)
-    ia, ib = torch.as_tensor(ia, dtype=torch.long), torch.as_tensor(ib, dtype=torch.long)
-    return ia, ib, torch.as_tensor(c[ia, ib])
+    if a.shape[-1] != b.shape[-1]: cosine_matrix(a, b)  # raises the width error
+    sparse = method == "sparse" or (method == "auto" and len(a) * len(b) > 512 * 512)
+    found = None
+    if sparse and min(len(a), len(b)) > 0:
+        with torch.no_grad(): ua, ub = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
+        if len(a) <= len(b): found = _sparse_match(ua, ub, int(k))
+        elif (flipped := _sparse_match(ub, ua, int(k))) is not None:
+            ib, ia, c = flipped; order = np.argsort(ia); found = ia[order], ib[order], c[order]
+    ia, ib, c = found if found is not None else _dense_match(a, b)  # fallback: the graph had no full matching or no certificate
+    return torch.as_tensor(ia, dtype=torch.long), torch.as_tensor(ib, dtype=torch.long), torch.as_tensor(c)
 
 # %% ../../nbs/sae/01_matching.ipynb #edd7e64f
 def max_cosines(a:torch.Tensor, # dictionary A, [n_a, d]
