@@ -1,40 +1,98 @@
-"""Steering speed on the embedded model (one run, printed; no asserts - these machines are noisy, compare ratios):
-- steered vs unsteered greedy generation tokens/s (K-Steering, all positions, 1 step) -> ratio (target >= 0.85);
+"""Steered generation speed on the embedded model, against plain Hugging Face `transformers` (one run, printed; no
+asserts - these machines are noisy, so every setting is measured interleaved, round after round, and compared as ratios):
+- greedy tokens/s at batch 1 and batch 8 for: plain HF `generate` of the same weights (a separately loaded model, the
+  reference), the same with a hand-written forward hook that adds a vector at layer 18, interpwb unsteered, interpwb
+  steered (K-Steering, all positions, 1 step) and, for comparison, interpwb steered through the TransformerLens bridge's
+  own generation loop (`bridge_generation()`, the path before generation moved onto the plain HF model);
+  ratios to plain HF unsteered (target: steered >= 0.97x);
 - SteeringPanel slider-to-text latency for 24 new tokens (set a slider, press Generate; unsteered text cached) -> median,
   with the configured thread count and with 2 threads.
-Run: .venv/bin/python benchmarks/bench_steering.py  (INTERPWB_THREADS sets torch threads, default 1)."""
-import os, statistics, time
+Run: .venv/bin/python benchmarks/bench_steering.py [--threads 1] [--rounds 3] [--new-tokens 32]."""
+import argparse, os, statistics, time
 os.environ.setdefault("HF_HUB_OFFLINE", "1"); os.environ.setdefault("INTERPWB_PROGRESS", "0")
+import torch
 from interpwb.core import set_threads
-threads = set_threads(int(os.environ.get("INTERPWB_THREADS", "1")))
-from interpwb.models import load_model, model_name
+from interpwb.models import load_model, load_hf, model_name, tokenize, chat_prompt
+from interpwb.generation import bridge_generation
 from interpwb.steering.data import load_tonebank, load_exemplars
 from interpwb.steering.ksteering import KSteering
 from interpwb.steering.panel import SteeringPanel
 
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("--threads", type=int, default=int(os.environ.get("INTERPWB_THREADS", "1")), help="torch CPU threads")
+parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians are reported)")
+parser.add_argument("--new-tokens", type=int, default=32, help="new tokens per prompt")
+args = parser.parse_args()
+threads = set_threads(args.threads)
+
 model = load_model(device="cpu")
+plain_hf, _ = load_hf()           # the reference: the same weights, never touched by TransformerLens
+plain_hf.eval()
 df, ex = load_tonebank(), load_exemplars("tonebank")
 ex = ex[ex.question.isin(sorted(ex.question.unique())[:8])]  # 40 short texts: enough for a working classifier
 t0 = time.time()
 ks = KSteering.fit(model, df, "blocks.18.hook_resid_post", source="exemplars", exemplars=ex, epochs=20)
-print(f"model {model_name(model)}, threads {threads}; classifier fitted in {time.time()-t0:.0f}s on {len(ex)} exemplars")
+print(f"model {model_name(model)}, threads {threads}, {args.new_tokens} new tokens, greedy, {args.rounds} interleaved rounds; "
+      f"classifier fitted in {time.time()-t0:.0f}s on {len(ex)} exemplars")
 
-prompts = ["How do I keep my houseplants alive while I am away?", "What is a good way to learn a new language?",
-           "How can I save money on groceries?", "Why does bread go stale?"]
-N = 32
-def rate(weights):
-    t = time.perf_counter(); out = ks.generate(prompts, weights, alpha=0.2, max_new_tokens=N, batch_size=1)
-    n = sum(len(model.tokenizer(o, add_special_tokens=False)["input_ids"]) + 1 for o in out)  # +1: the EOS or last step
-    return n / (time.perf_counter() - t)
-rate({})  # warm-up
-plain, steered = [], []
-for _ in range(2):  # interleave to share the machine's noise
-    plain.append(rate({})); steered.append(rate({"casual": 1.0, "expert": -1.0}))
-p, s = statistics.median(plain), statistics.median(steered)
-print(f"generation: unsteered {p:.2f} tok/s, steered {s:.2f} tok/s, ratio steered/unsteered = {s/p:.3f} (target >= 0.85)")
+QUESTIONS = ["How do I keep my houseplants alive while I am away?", "What is a good way to learn a new language?",
+             "How can I save money on groceries?", "Why does bread go stale?", "How do vaccines train the immune system?",
+             "What should I pack for a week of hiking?", "Why do cats purr?", "How does a refrigerator keep food cold?"]
+WEIGHTS, ALPHA, N = {"casual": 1.0, "expert": -1.0}, 0.2, args.new_tokens
+EOS = model.tokenizer.eos_token_id
+vector = torch.randn(model.cfg.d_model, generator=torch.Generator().manual_seed(0)) * 0.2 * ks.typical_norm / model.cfg.d_model**0.5
 
-panel = SteeringPanel(ks, ks.classifier, prompt=prompts[0], max_new_tokens=24, threaded=False)
+def add_vector(module, inputs, output):
+    "A hand-written steering hook on a plain HF decoder layer: add a fixed vector to its hidden state."
+    return (output[0] + vector,) + tuple(output[1:]) if isinstance(output, tuple) else output + vector
+
+def n_tokens(texts:list[str]) -> int:
+    "New tokens, counted the same way for every setting: the text's tokens + 1 (the end-of-turn token or the last step)."
+    return sum(len(model.tokenizer(t, add_special_tokens=False)["input_ids"]) + 1 for t in texts)
+
+def plain_texts(prompts:list[str], hooked:bool) -> list[str]:
+    "Greedy continuations from the untouched HF model (optionally with the vector-adding hook at layer 18), cut at EOS."
+    toks, mask = tokenize(model, [chat_prompt(model, p) for p in prompts], padding_side="left")
+    handle = plain_hf.model.layers[18].register_forward_hook(add_vector) if hooked else None
+    try:
+        with torch.no_grad():
+            out = plain_hf.generate(toks, attention_mask=mask, max_new_tokens=N, do_sample=False, eos_token_id=EOS, pad_token_id=EOS)
+    finally:
+        if handle is not None: handle.remove()
+    rows = [r[:r.index(EOS)] if EOS in r else r for r in out[:, toks.shape[1]:].tolist()]
+    return [model.tokenizer.decode(r, skip_special_tokens=True) for r in rows]
+
+def via_bridge(prompts, batch_size):
+    with bridge_generation(): return ks.generate(prompts, WEIGHTS, alpha=ALPHA, max_new_tokens=N, batch_size=batch_size)
+
+SETTINGS = {  # name -> function(prompts, batch_size) -> texts
+    "plain HF": lambda p, b: [t for i in range(0, len(p), b) for t in plain_texts(p[i:i+b], hooked=False)],
+    "plain HF + vector hook": lambda p, b: [t for i in range(0, len(p), b) for t in plain_texts(p[i:i+b], hooked=True)],
+    "interpwb unsteered": lambda p, b: ks.generate(p, {}, max_new_tokens=N, batch_size=b),
+    "interpwb steered (K-Steering)": lambda p, b: ks.generate(p, WEIGHTS, alpha=ALPHA, max_new_tokens=N, batch_size=b),
+    "interpwb steered, bridge loop": via_bridge,
+}
+
+def rate(run, prompts, batch_size) -> float:
+    t = time.perf_counter(); texts = run(prompts, batch_size)
+    return n_tokens(texts) / (time.perf_counter() - t)
+
+for batch_size, prompts in ((1, QUESTIONS[:4]), (8, QUESTIONS)):
+    for run in SETTINGS.values(): run(prompts[:batch_size], batch_size)  # warm-up
+    rates = {name: [] for name in SETTINGS}
+    for _ in range(args.rounds):   # interleaved: each round measures every setting once
+        for name, run in SETTINGS.items(): rates[name].append(rate(run, prompts, batch_size))
+    ref = statistics.median(rates["plain HF"])
+    print(f"\nbatch {batch_size} ({len(prompts)} prompts): tokens/s (median of {args.rounds}) and ratio to plain HF unsteered")
+    for name, r in rates.items():
+        m = statistics.median(r)
+        per_round = " ".join(f"{x / y:.3f}" for x, y in zip(r, rates["plain HF"]))
+        print(f"  {name:31} {m:7.2f} tok/s   ratio {m / ref:.3f}   (per-round ratios {per_round})")
+print("target: interpwb steered >= 0.97x plain HF unsteered")
+
+panel = SteeringPanel(ks, ks.classifier, prompt=QUESTIONS[0], max_new_tokens=24, threaded=False)
 panel.button.click()  # caches the unsteered text and its probabilities (not part of a slider move)
+print()
 for th in sorted({threads, 2}):  # the configured thread count, and both cores of a 2-core machine
     set_threads(th); lat = []
     for v in (0.5, 1.0, -0.5, 0.8, -1.0):

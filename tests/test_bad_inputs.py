@@ -56,8 +56,8 @@ CASES = [
     ("models", "max_length=-3", lambda m, t: __import__("interpwb.models", fromlist=["x"]).tokenize(m, "Hello", max_length=-3), ValueError, ["max_length", "-3", ">= 1"]),
     ("models", "empty text", lambda m, t: __import__("interpwb.models", fromlist=["x"]).tokenize(m, ["ok", ""]), ValueError, ["index [1]"]),
     ("models", "prompt longer than the context", lambda m, t: __import__("interpwb.models", fromlist=["x"]).tokenize(m, "go " * 2100), ValueError, ["context of 2048", "max_length"]),
-    ("models", "batch_size=0", lambda m, t: __import__("interpwb.models", fromlist=["x"]).generate_texts(m, "Hi", batch_size=0), ValueError, ["batch_size", "got 0"]),
-    ("models", "max_new_tokens=0", lambda m, t: __import__("interpwb.models", fromlist=["x"]).generate_texts(m, "Hi", max_new_tokens=0), ValueError, ["max_new_tokens", "got 0"]),
+    ("generation", "batch_size=0", lambda m, t: __import__("interpwb.generation", fromlist=["x"]).generate_texts(m, "Hi", batch_size=0), ValueError, ["batch_size", "got 0"]),
+    ("generation", "max_new_tokens=0", lambda m, t: __import__("interpwb.generation", fromlist=["x"]).generate_texts(m, "Hi", max_new_tokens=0), ValueError, ["max_new_tokens", "got 0"]),
     ("models", "unknown hook point", lambda m, t: __import__("interpwb.models", fromlist=["x"]).find_hook(m, "blocks.1.hook_resid_pst"), KeyError, ["hook point", "Did you mean"]),
     ("models", "empty GGUF file", lambda m, t: __import__("interpwb.models", fromlist=["x"]).load_hf(_gguf(t, b"")), ArtifactError, ["m.gguf", "is empty"]),
     ("models", "header-only GGUF file", lambda m, t: __import__("interpwb.models", fromlist=["x"]).load_hf(_gguf(t, b"GGUF\x03\x00\x00\x00")), ArtifactError, ["m.gguf", "damaged or truncated"]),
@@ -119,4 +119,4 @@ def test_bad_input_gets_a_clear_error(module, what, call, error, words, tiny, tm
 
 def test_every_module_has_bad_input_rows():
     modules = {c[0] for c in CASES}
-    assert modules == {"core", "models", "activations", "steering", "sae", "rl", "simulators", "model_diff"}, modules
+    assert modules == {"core", "models", "generation", "activations", "steering", "sae", "rl", "simulators", "model_diff"}, modules

@@ -15,12 +15,13 @@ MODULES = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__
 LAYERS = {
     "core": [], "textstats": [], "ui": [],
     "models": ["core"], "scoring": ["core"], "activations": ["core", "models"], "testing": ["core", "models"],
-    "steering": ["core", "models", "activations", "scoring", "textstats", "ui"],
+    "generation": ["core", "models"],
+    "steering": ["core", "models", "generation", "activations", "scoring", "textstats", "ui"],
     "sae": ["core", "models", "activations", "ui"],
     "rl": ["core", "models", "scoring", "textstats"],
     "model_diff": ["core", "models", "activations", "sae", "ui"],
     "simulators": ["core", "models", "scoring", "ui"],
-    "app": ["core", "models", "activations", "scoring", "textstats", "ui", "steering", "sae", "rl", "model_diff", "simulators"],
+    "app": ["core", "models", "generation", "activations", "scoring", "textstats", "ui", "steering", "sae", "rl", "model_diff", "simulators"],
 }
 WIDGET_MODULES = re.compile(r"^interpwb\.(ui|app\..*|\w+\.panel)$")  # the only places ipywidgets may be imported
 

@@ -9,7 +9,8 @@ import torch
 from transformer_lens.model_bridge import TransformerBridge
 from fastcore.basics import patch
 from ..core import check_choice, check_number
-from ..models import chat_prompt, find_hook, layer_of, generate_texts
+from ..models import chat_prompt, find_hook, layer_of
+from ..generation import generate_texts
 
 # %% auto #0
 __all__ = ['weights_from', 'Steerer']

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import torch
 from ..core import check_choice, save_artifact, load_artifact, ArtifactError, seed_everything
-from ..models import chat_prompt, generate_texts
+from ..models import chat_prompt
+from ..generation import generate_texts
 from .judges import Judge
 
 # %% auto #0
