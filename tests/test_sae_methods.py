@@ -284,6 +284,7 @@ def test_mfr_penalty_reuses_its_assignment_until_it_is_stale(monkeypatch):
     assert p1.item() == pytest.approx(stale_ref, abs=1e-6)
     m(d1, 2); assert len(calls) == 1
     m(d1, 3); assert len(calls) == 2                                   # 3 steps later: recomputed
+    m(d1, 3); m(d1, 4); assert len(calls) == 2                         # counted from the step it was computed at
     m(d1, 1); assert len(calls) == 3                                   # an earlier step (a restart): recomputed
     assert MFRPenalty(alpha=0.0)(d0, 0)[0].item() == 0.0 and len(calls) == 3   # off: nothing computed
     assert MFRPenalty(alpha=1.0)(d0[:1], 0)[1].item() == 0.0                    # one SAE: nothing to agree with
@@ -315,3 +316,12 @@ def test_matching_and_mmcs_read_columns_and_max_is_not_symmetric():
     pm = pairwise_mmcs(d, method="max")
     assert pm[0, 1] == pytest.approx(mmcs(d[0], d[1], method="max"), abs=1e-6)
     assert pm[1, 0] == pytest.approx(mmcs(d[1], d[0], method="max"), abs=1e-6) and abs(pm[0, 1] - pm[1, 0]) > 1e-4
+
+def test_topk_keeps_only_positive_activations_and_k_may_equal_the_width():
+    ens = SAEEnsemble(SAEConfig(d_in=4, d_sae=6, k=2, n_saes=1))
+    with torch.no_grad(): ens.W_enc.zero_(); ens.b_enc.fill_(-1.0)        # every pre-activation is -1
+    assert (ens.encode(torch.randn(3, 4))[0] == 0).all()                  # the k largest are negative: ReLU'd to 0
+    vals, idx = ARCHITECTURES["topk"].sparse_activate(torch.full((3, 6), -1.0), ens.cfg)   # the sparse path, too
+    assert vals.shape == (3, 2) and (vals == 0).all()
+    assert SAEConfig(d_in=4, d_sae=6, k=6, n_saes=1).k == 6               # k = d_sae is allowed; k > d_sae is not
+    with pytest.raises(ValueError): SAEConfig(d_in=4, d_sae=6, k=7, n_saes=1)

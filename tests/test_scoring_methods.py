@@ -213,3 +213,21 @@ def test_empty_prompts_get_bos_and_single_texts_are_accepted(tiny):
     assert np.isnan(perplexity(tiny, "Hi", [""])[0])                  # nothing to score: NaN, not a number
     one = coherence("A calm answer about rivers.", perplexities=[3.0])
     assert len(one) == 1 and one.perplexity.tolist() == [3.0] and one.coherent.tolist() == [True]
+
+def test_joint_tokenisation_starts_where_prompt_and_text_part_and_perplexity_honours_max_tokens(tiny, tmp_path):
+    from interpwb.scoring import continuation_ids
+    from interpwb.activations import ActivationStore
+    tok = tiny.tokenizer
+    prompt, cont = "It was totally un", "believable"
+    ids, k = continuation_ids(tok, prompt, cont, joint=True)
+    p = tok(prompt, add_special_tokens=False)["input_ids"]
+    assert ids == tok(prompt + cont, add_special_tokens=False)["input_ids"]
+    assert ids[:k] == p[:k] and (k == len(p) or ids[k] != p[k]) and k >= 1      # the first token where the two part
+    lp = continuation_logprobs(tiny, "The film was", [" very good indeed, really"])[0]
+    assert perplexity(tiny, "The film was", [" very good indeed, really"], max_tokens=2)[0] == pytest.approx(math.exp(-float(lp[:2].mean())), rel=1e-5)
+    (tmp_path/"empty").mkdir()
+    assert len(ActivationStore.create(tmp_path/"empty", d=3)) == 0                   # an existing empty folder is fine
+
+def test_the_smallest_valid_sizes_and_a_single_text_are_accepted(tiny):
+    one = collect_activations(tiny, "A single text, not a list.", HOOK, pool="all", batch_size=1, max_length=1)
+    assert one[HOOK].shape == (1, tiny.cfg.d_model) and one.meta["n_texts"] == 1 and one.meta["pool"] == "all"
