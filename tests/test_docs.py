@@ -1,5 +1,5 @@
-"""The docs site: `scripts/build_docs.py` renders every notebook offline; every page loads in headless Chromium with no
-console errors and no request leaving the machine; saved plotly figures and widget state render; nbdev directives are
+"""The docs site: `scripts/build_docs.py` renders every notebook offline; (slow tier) every page loads in headless
+Chromium with no console errors and no request leaving the machine; saved plotly figures and widget state render; nbdev directives are
 processed (hidden cells hidden, directive comments stripped, show_doc API reference present)."""
 import functools, http.server, importlib.util, json, re, socketserver, subprocess, sys, threading
 from pathlib import Path
@@ -68,6 +68,7 @@ def test_offline_assets_only(site):
     idx = json.loads((site/"search"/"search_index.json").read_text())
     assert any("collect_activations" in d.get("text", "") + d.get("title", "") for d in idx["docs"]), "search index lacks the API"
 
+@pytest.mark.slow   # ~60 s of browser time: the default suite builds the site and checks its pages offline; this opens each
 def test_every_page_loads_without_console_errors(site, served, browser_ready):
     from browser import browser_page
     with browser_page(served + "index.html") as page:
@@ -83,6 +84,7 @@ def test_every_page_loads_without_console_errors(site, served, browser_ready):
             if errs: problems[p] = errs[:5]
         assert not problems, problems
 
+@pytest.mark.slow   # ~30 s of browser time (the app's own browser test stays in the default suite)
 def test_figures_and_widgets_render(site, served, browser_ready, artifacts_dir):
     from browser import browser_page
     with_figs = [p for p in pages(site) if "plotly-graph-div" in (site/p).read_text()]
