@@ -23,12 +23,7 @@ from functools import partial
 import interpwb.sae.mfr as mfr
 from interpwb.core import set_threads
 from interpwb.sae.matching import cosine_matrix, match_features
-from interpwb.sae.ensemble import SAEConfig, SAEEnsemble
-from interpwb.sae.trainer import SAETrainer
-
-
-def _sync(device):
-    if device.type == "cuda": torch.cuda.synchronize()
+from bench_sae import _sync, trainer_for   # the same trainer and CUDA sync as the SAE benchmark (same folder)
 
 
 def timed(f, device):
@@ -78,11 +73,6 @@ def dense_matching_in_mfr():
     mfr.match_features = partial(match_features, method="dense")
     try: yield
     finally: mfr.match_features = fast
-
-
-def trainer_for(n, d, d_sae, k, device, penalty=None):
-    ens = SAEEnsemble(SAEConfig(d_in=d, d_sae=d_sae, k=k, n_saes=n)).to(device)
-    return SAETrainer(ens, steps=10**6, lr=1e-3, mfr=penalty, dead_handling="none", lr_warmup_steps=0)
 
 
 def bench_mfr(args, device):

@@ -11,10 +11,15 @@ from interpwb.textstats import coherence, is_coherent, distinct_n, repetition_ra
 TEXTS = ["Hi", "A much longer text that goes on for quite a few more tokens than the first one does.", "Mid-size text here."]
 HOOK = "blocks.1.hook_resid_post"
 
+def _direct(model, text:str, bos:bool=False, max_length:int|None=None) -> tuple[torch.Tensor, list[int]]:
+    "The hook's activations [pos, d] of one unpadded text (optionally after BOS, cut to max_length) and its token ids."
+    ids = ([model.tokenizer.bos_token_id] if bos else []) + model.tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids = ids[:max_length] if max_length else ids
+    with torch.no_grad(): return model.run_with_cache(torch.tensor([ids]), names_filter=[HOOK])[1][HOOK][0].float(), ids
+
 def _rows(model, text:str) -> torch.Tensor:
     "The hook's activations of one unpadded text, [pos, d] (the reference the batched collection must reproduce)."
-    toks = torch.tensor([model.tokenizer(text, add_special_tokens=False)["input_ids"]])
-    with torch.no_grad(): return model.run_with_cache(toks, names_filter=[HOOK])[1][HOOK][0].float()
+    return _direct(model, text)[0]
 
 @pytest.mark.parametrize("side", ["right", "left"])
 def test_pooled_activations_equal_direct_rows_of_each_text(tiny, side):
@@ -151,11 +156,6 @@ def test_the_gate_is_inclusive_at_every_threshold_and_reports_the_first_failure(
     with pytest.raises(ValueError, match="2 perplexities for 1 texts"): coherence([letters], perplexities=[1.0, 2.0])
 
 # ---------- collection options against direct rows ----------
-def _direct(model, text:str, bos:bool=False, max_length:int|None=None) -> tuple[torch.Tensor, list[int]]:
-    ids = ([model.tokenizer.bos_token_id] if bos else []) + model.tokenizer(text, add_special_tokens=False)["input_ids"]
-    ids = ids[:max_length] if max_length else ids
-    with torch.no_grad(): return model.run_with_cache(torch.tensor([ids]), names_filter=[HOOK])[1][HOOK][0].float(), ids
-
 def test_bos_truncation_tokens_and_metadata_of_a_collection(tiny):
     texts = [TEXTS[1], "Hi"]
     with_bos = collect_activations(tiny, texts, HOOK, pool="mean", prepend_bos=True, drop_first=True)   # BOS makes "Hi" 2 tokens
