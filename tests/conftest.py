@@ -4,7 +4,8 @@ os.environ.setdefault("INTERPWB_PROGRESS", "0")
 import pytest, torch
 from pathlib import Path
 
-torch.set_num_threads(int(os.environ.get("INTERPWB_THREADS", "2")))
+# Under pytest-xdist (scripts/test.sh runs 2 workers on 2 cores) each worker takes one thread: more would oversubscribe.
+torch.set_num_threads(int(os.environ.get("INTERPWB_THREADS", "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2")))
 ARTIFACTS = Path(__file__).parent/"artifacts"  # screenshots etc. kept by browser tests (git-ignored)
 SLOW = os.environ.get("INTERPWB_SLOW", "0") == "1"  # `make test-slow` sets it: long and many-trial tests run too
 
