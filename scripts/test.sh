@@ -27,4 +27,4 @@ fi
 echo "[test] nbdev_test (notebooks, slow cells skipped)"
 .venv/bin/nbdev_test --n_workers "${NB_WORKERS:-2}" --timing
 echo "[test] pytest tests/ (${TEST_WORKERS:-2} workers, one test file per worker at a time)"
-.venv/bin/python -m pytest tests/ -n "${TEST_WORKERS:-2}" --dist loadfile "$@"
+.venv/bin/python -m pytest tests/ -n "${TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder "$@"

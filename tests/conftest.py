@@ -12,7 +12,14 @@ SLOW = os.environ.get("INTERPWB_SLOW", "0") == "1"  # `make test-slow` sets it: 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long or many-trial tests; run by `make test-slow` (INTERPWB_SLOW=1)")
 
+# Files whose tests take longest on a fresh machine (test_app builds the app's artifacts first: minutes). They are
+# collected first so that, under `pytest -n 2 --dist loadfile --no-loadscope-reorder`, they start at once on one worker
+# while the other works through the rest - instead of starting last and leaving a core idle.
+LONG_FIRST = ["test_app.py", "test_docs.py", "test_run_command.py", "test_robustness.py", "test_mfr_ddp.py"]
+
 def pytest_collection_modifyitems(config, items):
+    rank = lambda item: LONG_FIRST.index(item.path.name) if item.path.name in LONG_FIRST else len(LONG_FIRST)
+    items.sort(key=rank)  # stable: test order within a file is kept
     if SLOW: return
     skip = pytest.mark.skip(reason="slow tier: run with `make test-slow` (INTERPWB_SLOW=1)")
     for item in items:
