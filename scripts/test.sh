@@ -25,6 +25,8 @@ if [ -d .git ] && [ -n "$(git ls-files --others --exclude-standard -- interpwb)"
   echo "[test] FAIL: nbdev_export made files that are not committed:"; git ls-files --others --exclude-standard -- interpwb; exit 1
 fi
 echo "[test] nbdev_test (notebooks, slow cells skipped)"
-.venv/bin/nbdev_test --n_workers "${NB_WORKERS:-2}" --timing
+# one torch thread per notebook kernel per core: more would oversubscribe the cores (and inflate CPU time by spinning)
+nb_threads=$(( $(nproc) / ${NB_WORKERS:-2} )); [ "$nb_threads" -ge 1 ] || nb_threads=1
+OMP_NUM_THREADS=$nb_threads .venv/bin/nbdev_test --n_workers "${NB_WORKERS:-2}" --timing
 echo "[test] pytest tests/ (${TEST_WORKERS:-2} workers, one test file per worker at a time)"
 .venv/bin/python -m pytest tests/ -n "${TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder "$@"

@@ -12,6 +12,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT/"app"/"workbench.ipynb"
 PROFILE = os.environ.get("INTERPWB_TEST_APP_PROFILE", "quick")
+# the app's torch threads: one when pytest-xdist runs another test file on the other core (two would oversubscribe:
+# the first-launch build then took ~4x the CPU time it takes alone)
+THREADS = os.environ.get("INTERPWB_THREADS") or ("1" if os.environ.get("PYTEST_XDIST_WORKER") else "2")
 READY_TIMEOUT = 1500 if PROFILE == "quick" else 5400  # s: first launch trains the quick artifacts on the embedded model
 
 @pytest.fixture(scope="module")
@@ -20,7 +23,7 @@ def app_page():
     from browser import voila_server, browser_page, browser_unavailable_reason
     why = browser_unavailable_reason()  # what the `browser_ready` fixture checks (it is function-scoped)
     if why: pytest.skip(f"browser test skipped: {why}")
-    with voila_server(APP, timeout=180, env={"INTERPWB_APP_PROFILE": PROFILE, "INTERPWB_THREADS": "2"}) as url:
+    with voila_server(APP, timeout=180, env={"INTERPWB_APP_PROFILE": PROFILE, "INTERPWB_THREADS": THREADS}) as url:
         with browser_page("about:blank", viewport=(1400, 1100)) as page:
             page.set_default_timeout(120_000)
             page.failed_requests = []

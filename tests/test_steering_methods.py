@@ -1,6 +1,6 @@
 """What each steering method does, checked against an independent computation so that a plausible wrong version fails:
 the sign and size of every push (CAA's planted mean differences, K-Steering and linear raise the target margin and the
-linear push has its closed form, Algorithm 2 is its reflection), the steering hook edits exactly the positions asked,
+linear push has its closed form, Algorithm 2 is the paper's reflection), the steering hook edits exactly the positions asked,
 and calibration picks the largest coherent strength."""
 import pandas as pd, pytest, torch
 from interpwb.steering.classifier import train_classifier
@@ -50,12 +50,12 @@ def test_linear_push_has_its_closed_form(tiny, clfs):
     absolute = KSteering(tiny, clfs["linear"], alpha_mode="absolute")
     torch.testing.assert_close(absolute.edit(a, w, alpha=0.1), a + 0.1 * direction / w.abs().sum(), atol=1e-5, rtol=1e-5)
 
-def test_algorithm_2_is_the_reflection_it_claims(tiny, clfs):
+def test_centered_algorithm_2_is_the_reflection_it_claims(tiny, clfs):
     lin = KSteering(tiny, clfs["linear"])
     W, mean = lin.classifier.net[0].weight.detach(), lin.classifier.mean
     w = weights_from(LABELS, {"c": -1.0})
     a = torch.cat([rows(tiny, 8), (mean + 5 * (W[2] / W[2].norm()))[None], (mean - 5 * (W[2] / W[2].norm()))[None]])
-    out = lin.edit(a, w, alpha=0.0, avoid_only=True)
+    out = lin.edit(a, w, alpha=0.0, avoid_only="centered")
     u = W[2] / W[2].norm()
     c = (a - mean) @ u
     want = a - 2 * c.clamp(min=0)[:, None] * u       # reflect the avoided direction where the activation leans into it
@@ -65,6 +65,37 @@ def test_algorithm_2_is_the_reflection_it_claims(tiny, clfs):
     assert leaning.any() and (~leaning).any()
     assert (g_after[leaning] < g_before[leaning] - 1e-3).all()     # strictly lower where it must (a no-op fails)
     torch.testing.assert_close(g_after[~leaning], g_before[~leaning])  # untouched elsewhere
+
+@pytest.mark.parametrize("kind", ["mlp", "linear"])
+def test_paper_algorithm_2_is_the_householder_reflection_of_the_raw_activation(tiny, clfs, kind):
+    "a' = a - 2 (a.g / |g|^2) g with g = grad of the avoided logit, computed here by autograd independently."
+    ks = KSteering(tiny, clfs[kind])
+    a = rows(tiny, 8)
+    leaf = a.clone().requires_grad_(True)
+    g, = torch.autograd.grad(ks.classifier(leaf)[:, 2].sum(), leaf)
+    want = a - 2 * ((a * g).sum(-1) / (g * g).sum(-1))[:, None] * g
+    out = ks.edit(a, weights_from(LABELS, {"c": -1.0}), alpha=0.0, avoid_only=True)
+    torch.testing.assert_close(out, want, atol=1e-3, rtol=1e-5)
+    torch.testing.assert_close(out.norm(dim=-1), a.norm(dim=-1), atol=1e-3, rtol=1e-5)   # a reflection keeps the norm
+    assert ((out - a).norm(dim=-1) > 1e-2).all()                                           # and acts (a no-op fails)
+
+def test_paper_algorithm_2_lowers_a_confident_avoided_logit_and_can_raise_it_where_a_dot_g_is_negative(tiny, clfs):
+    "Linear g(a) = W (a - mean)/scale + b: the paper's reflection flips a.u, so logit_c falls iff a.u > 0."
+    lin = KSteering(tiny, clfs["linear"])
+    W, mean = lin.classifier.net[0].weight.detach(), lin.classifier.mean
+    u = W[2] / W[2].norm()
+    a = torch.stack([mean + 8 * u, mean - 8 * u, -(mean @ u) * u + 3 * u])   # confident c; against c; a.u = 3 > 0
+    a = a + 0.1 * torch.randn(a.shape, generator=torch.Generator().manual_seed(0))
+    out = lin.edit(a, weights_from(LABELS, {"c": -1.0}), alpha=0.0, avoid_only=True)
+    before, after = lin.classifier(a)[:, 2], lin.classifier(out)[:, 2]
+    torch.testing.assert_close(after - before, -2 * (a @ u) * W[2].norm() / lin.classifier.scale, atol=1e-3, rtol=1e-4)
+    assert torch.sigmoid(before[0]) > 0.9 and after[0] < before[0] - 1.0   # confident avoided attribute: it must drop
+    lean = (a @ u) > 0
+    assert ((after < before) == lean).all()                                 # drops exactly where a.u > 0
+
+def test_avoid_only_accepts_only_the_named_variants(tiny, clfs):
+    ks = KSteering(tiny, clfs["linear"])
+    with pytest.raises(ValueError, match="centered"): ks.generate(["x"], {"c": -1.0}, avoid_only="paper", max_new_tokens=1)
 
 # ---------- CAA ----------
 def test_caa_vectors_are_the_planted_mean_differences(tiny, monkeypatch):
@@ -90,8 +121,13 @@ def test_caa_ablation_removes_the_avoided_direction(tiny, monkeypatch):
     toy = pd.DataFrame(dict(id=[0], category=["c"], question=["q"])); toy.attrs.update(name="toy", labels=LABELS, instructions={l: l for l in LABELS})
     caa = CAASteering.fit(tiny, toy, HOOK)
     u = caa.vectors[1] / caa.vectors[1].norm()
-    out = caa.edit(rows(tiny), weights_from(LABELS, {"b": -1.0}), alpha=0.0, avoid_only=True)
-    torch.testing.assert_close((out - caa.mean) @ u, torch.zeros(len(out)), atol=1e-3, rtol=0)
+    a = rows(tiny)
+    out = caa.edit(a, weights_from(LABELS, {"b": -1.0}), alpha=0.0, avoid_only=True)
+    torch.testing.assert_close(out @ u, torch.zeros(len(out)), atol=1e-3, rtol=0)           # a - (a.u) u
+    torch.testing.assert_close(out - a, -(a @ u)[:, None] * u, atol=1e-3, rtol=0)
+    centered = caa.edit(a, weights_from(LABELS, {"b": -1.0}), alpha=0.0, avoid_only="centered")
+    torch.testing.assert_close((centered - caa.mean) @ u, torch.zeros(len(out)), atol=1e-3, rtol=0)
+    assert ((centered - out) @ u).abs().min() > 1.0    # the two variants differ by the mean's projection
 
 # ---------- the hook: which positions get edited ----------
 class _Const(Steerer):
@@ -204,7 +240,7 @@ def test_caa_closed_forms_for_small_vectors_both_modes_and_ablation(tiny):
     torch.testing.assert_close(caa.edit(a, w, alpha=0.3), a + 0.3 * 4.0 * delta / delta.norm())
     torch.testing.assert_close(absolute.edit(a, w, alpha=0.3), a + 0.3 * delta)
     u = caa.vectors[2] / caa.vectors[2].norm()
-    out = caa.edit(a, weights_from(LABELS, {"c": -1.0}), alpha=0.0, avoid_only=True)
+    out = caa.edit(a, weights_from(LABELS, {"c": -1.0}), alpha=0.0, avoid_only="centered")
     torch.testing.assert_close((out - caa.mean) @ u, torch.zeros(len(a)), atol=1e-3, rtol=0)
 
 def test_caa_round_trips_vectors_mean_and_meta(tiny, tmp_path):

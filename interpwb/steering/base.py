@@ -63,7 +63,7 @@ class Steerer:
 
     def edit(self, a:torch.Tensor, # activations to steer [n, d_model] (float32, detached)
              w:torch.Tensor, # attribute weights [K]
-             alpha:float, steps:int=1, decay:float=1.0, avoid_only:bool=False) -> torch.Tensor:
+             alpha:float, steps:int=1, decay:float=1.0, avoid_only:bool|str=False) -> torch.Tensor:
         "The steered activations `[n, d_model]`."
         return a
 
@@ -121,7 +121,7 @@ def steering(self:Steerer,
              decay:float=1.0, # step k is scaled by decay**k
              positions:str="all", # "all", "prompt" or "generated"
              layers:int|list[int]|None=None, # blocks to steer at (same hook name); None = the trained hook point
-             avoid_only:bool=False, # Algorithm 2: reflect away from the negatively weighted attributes only
+             avoid_only:bool|str=False, # Algorithm 2 (avoid-only): True = as the paper defines it, "centered" = through the mean
              attention_mask:torch.Tensor|None=None, # the prompt batch's mask (left padding); None = no padding
              targets:list[str]|None=None, avoid:list[str]|None=None, # alternative to `weights`
             ):
@@ -130,6 +130,8 @@ def steering(self:Steerer,
     alpha = _check_alpha(self.default_alpha if alpha is None else alpha)
     check_choice(positions, ["all", "prompt", "generated"], "positions")
     check_number(steps, "steps", low=1, integer=True); check_number(decay, "decay", low=0, low_open=True)
+    if avoid_only not in (False, True, "centered"):
+        raise ValueError(f"avoid_only must be False, True (the paper's Algorithm 2) or 'centered'; got {avoid_only!r}.")
     if avoid_only and not (w < 0).any(): raise ValueError("avoid_only needs at least one attribute with a negative weight.")
     hooks = self._layer_hooks(layers)
     states = {h: dict(calls=0, seen=0, edited=0, mask=attention_mask,
@@ -148,7 +150,7 @@ def generate(self:Steerer,
              steps:int=1, decay:float=1.0, # Algorithm 1's steps and decay
              positions:str="all", # "all", "prompt" or "generated"
              layers:int|list[int]|None=None, # blocks to steer at (None = the trained hook point)
-             avoid_only:bool=False, # Algorithm 2
+             avoid_only:bool|str=False, # Algorithm 2: True (paper) or "centered" (see `steering`)
              batch_size:int=8, # prompts per generate call
              chat:bool=True, # wrap prompts in the chat template
              do_sample:bool=False, # greedy by default

@@ -40,7 +40,7 @@ class CAASteering(Steerer):
     def edit(self, a, w, alpha, steps=1, decay=1.0, avoid_only=False):
         if avoid_only:
             u = ((-w).clamp(min=0) @ self.vectors); u = u / u.norm().clamp_min(1e-8)
-            return a - ((a - self.mean) @ u)[:, None] * u
+            return a - ((a - (self.mean if avoid_only == "centered" else 0)) @ u)[:, None] * u
         delta = w @ self.vectors
         if self.alpha_mode == "relative": delta = delta / delta.norm().clamp_min(1e-8) * self.typical_norm
         return a + alpha * delta

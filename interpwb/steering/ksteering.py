@@ -50,9 +50,10 @@ class KSteering(Steerer):
         if avoid_only:
             wa = (-w).clamp(min=0)
             u = _grad(self.classifier, a, -wa)  # gradient that INCREASES the avoided logits
-            u = u / u.norm(dim=-1, keepdim=True).clamp_min(1e-8)
-            c = ((a - self.classifier.mean) * u).sum(-1, keepdim=True)
-            return a - 2 * c.clamp(min=0) * u
+            u = u / u.norm(dim=-1, keepdim=True).clamp_min(1e-30)  # unit: a - 2(a.u)u = the paper's a - 2(a.g/|g|^2)g
+            c = ((a - self.classifier.mean) * u).sum(-1, keepdim=True).clamp(min=0) if avoid_only == "centered" \
+                else (a * u).sum(-1, keepdim=True)
+            return a - 2 * c * u
         for s in range(steps):
             g = _grad(self.classifier, a, w)
             if self.alpha_mode == "relative": g = g / g.norm(dim=-1, keepdim=True).clamp_min(1e-8) * self.typical_norm
