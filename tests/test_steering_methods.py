@@ -79,19 +79,21 @@ def test_paper_algorithm_2_is_the_householder_reflection_of_the_raw_activation(t
     torch.testing.assert_close(out.norm(dim=-1), a.norm(dim=-1), atol=1e-3, rtol=1e-5)   # a reflection keeps the norm
     assert ((out - a).norm(dim=-1) > 1e-2).all()                                           # and acts (a no-op fails)
 
-def test_paper_algorithm_2_lowers_a_confident_avoided_logit_and_can_raise_it_where_a_dot_g_is_negative(tiny, clfs):
-    "Linear g(a) = W (a - mean)/scale + b: the paper's reflection flips a.u, so logit_c falls iff a.u > 0."
+def test_paper_algorithm_2_acts_on_a_confident_avoided_attribute_and_can_raise_it_where_a_dot_g_is_negative(tiny, clfs):
+    "Linear g(a) = W (a - mean)/scale + b: the paper's reflection flips a.u, so logit_c changes by -2 (a.u) |W_c| / scale."
     lin = KSteering(tiny, clfs["linear"])
     W, mean = lin.classifier.net[0].weight.detach(), lin.classifier.mean
     u = W[2] / W[2].norm()
-    a = torch.stack([mean + 8 * u, mean - 8 * u, -(mean @ u) * u + 3 * u])   # confident c; against c; a.u = 3 > 0
-    a = a + 0.1 * torch.randn(a.shape, generator=torch.Generator().manual_seed(0))
+    m_u = mean @ u; perp = mean - m_u * u         # the training mean, split along u and across it
+    a = torch.stack([perp + (m_u.abs() + 8) * u,  # confidently c, and a.u > 0: the reflection must lower c
+                     perp - (m_u.abs() + 8) * u,  # confidently not c, a.u < 0: the paper's reflection raises c
+                     mean + 3 * u])               # c, with a.u of either sign
     out = lin.edit(a, weights_from(LABELS, {"c": -1.0}), alpha=0.0, avoid_only=True)
     before, after = lin.classifier(a)[:, 2], lin.classifier(out)[:, 2]
     torch.testing.assert_close(after - before, -2 * (a @ u) * W[2].norm() / lin.classifier.scale, atol=1e-3, rtol=1e-4)
-    assert torch.sigmoid(before[0]) > 0.9 and after[0] < before[0] - 1.0   # confident avoided attribute: it must drop
-    lean = (a @ u) > 0
-    assert ((after < before) == lean).all()                                 # drops exactly where a.u > 0
+    assert torch.sigmoid(before[0]) > 0.99 and torch.sigmoid(after[0]) < 0.01   # acts where it must (a no-op fails)
+    assert torch.sigmoid(before[1]) < 0.01 and after[1] > before[1] + 1.0        # the paper's reflection is not one-sided
+    assert ((after < before) == ((a @ u) > 0)).all()
 
 def test_avoid_only_accepts_only_the_named_variants(tiny, clfs):
     ks = KSteering(tiny, clfs["linear"])
@@ -213,9 +215,9 @@ def test_algorithm_2_reflects_with_a_unit_direction_even_for_tiny_gradients(tiny
     W, mean = ks.classifier.net[0].weight.detach(), ks.classifier.mean
     u = W[2] / W[2].norm()
     a = rows(tiny)
-    c = (a - mean) @ u
-    torch.testing.assert_close(ks.edit(a, weights_from(LABELS, {"c": -1.0}), alpha=0.0, avoid_only=True),
-                               a - 2 * c.clamp(min=0)[:, None] * u, atol=1e-4, rtol=1e-5)
+    c, w = (a - mean) @ u, weights_from(LABELS, {"c": -1.0})
+    torch.testing.assert_close(ks.edit(a, w, alpha=0.0, avoid_only="centered"), a - 2 * c.clamp(min=0)[:, None] * u, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(ks.edit(a, w, alpha=0.0, avoid_only=True), a - 2 * (a @ u)[:, None] * u, atol=1e-3, rtol=1e-5)
 
 def test_ksteering_refuses_a_classifier_of_another_model_and_keeps_its_weights_frozen(tiny, clfs):
     import copy
