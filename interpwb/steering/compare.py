@@ -17,8 +17,9 @@ from .base import Steerer
 from .evaluate import steering_scores
 
 # %% auto #0
-__all__ = ['target_set_plan', 'compare_methods', 'signed_rank_p', 'comparison_table', 'steering_score', 'aggregate_scores',
-           'success_vs_alpha_figure', 'attribute_heatmap_figure', 'method_comparison_figure', 'size_comparison_figure']
+__all__ = ['target_set_plan', 'with_lengths', 'compare_methods', 'signed_rank_p', 'comparison_table', 'steering_score',
+           'aggregate_scores', 'success_vs_alpha_figure', 'attribute_heatmap_figure', 'method_comparison_figure',
+           'size_comparison_figure']
 
 # %% ../../nbs/steering/08_compare.ipynb #78d39e1b
 def target_set_plan(labels:Sequence[str], # the steerable attributes
@@ -63,6 +64,17 @@ def _read_block(path:Path, block:pd.DataFrame, settings:dict) -> pd.DataFrame|No
 def _block_name(method:str, size:int, alpha:float, steps:int, direction:str="toward") -> str:
     return f"{method}_size{size}_alpha{alpha:g}_steps{steps}" + ("_away" if direction == "away" else "") + ".csv"
 
+# %% ../../nbs/steering/08_compare.ipynb #f0a9e749
+def with_lengths(results:pd.DataFrame, # with `base` and `steered` texts (e.g. from `compare_methods`, cached or not)
+                 tokenizer, # the model's tokenizer
+                ) -> pd.DataFrame:
+    "Add the answer-length readings: base_tokens, steered_tokens and length_ratio (steered / unsteered, per prompt)."
+    n = lambda t: len(tokenizer(t if isinstance(t, str) else "", add_special_tokens=False)["input_ids"])
+    out = results.copy()
+    out["base_tokens"], out["steered_tokens"] = out.base.map(n), out.steered.map(n)
+    out["length_ratio"] = out.steered_tokens / out.base_tokens.clip(lower=1)
+    return out
+
 # %% ../../nbs/steering/08_compare.ipynb #557290d4
 def compare_methods(steerers:Mapping, # {name: steerer} or {name: (steerer, extra generate kwargs)}; one model
                     eval_classifier, # AttributeClassifier trained on the OTHER half (scores every method)
@@ -76,7 +88,7 @@ def compare_methods(steerers:Mapping, # {name: steerer} or {name: (steerer, extr
                     batch_size:int=8, # prompts per generate call
                     direction:str="toward", # "toward" the target set (weights +1) or "away" from it (weights -1)
                    ) -> pd.DataFrame:
-    "Long results: one row per (method, prompt, target set) with activation-classifier, judge and fluency scores."
+    "Long results: one row per (method, prompt, target set) with activation-classifier, judge, fluency and length readings."
     if not steerers: raise ValueError("compare_methods needs at least one steerer.")
     check_choice(direction, ["toward", "away"], "direction")
     sign = 1.0 if direction == "toward" else -1.0  # "away": deltas are flipped, so positive = moved away
@@ -116,7 +128,7 @@ def compare_methods(steerers:Mapping, # {name: steerer} or {name: (steerer, extr
         if path is not None:
             with atomic_path(path) as tmp: block_df.to_csv(tmp, index=False)
         out.append(block_df)
-    return pd.concat(out, ignore_index=True)
+    return with_lengths(pd.concat(out, ignore_index=True), first.model.tokenizer)
 
 # %% ../../nbs/steering/08_compare.ipynb #e9faf2d8
 def signed_rank_p(x:Sequence[float], # per-prompt changes
@@ -131,7 +143,7 @@ def signed_rank_p(x:Sequence[float], # per-prompt changes
 def comparison_table(results:pd.DataFrame, # from `compare_methods`
                      by:str|Sequence[str]=("method", "n_targets"), # grouping columns
                     ) -> pd.DataFrame:
-    "Per group: n, mean/s.e./fraction-up/p of the target change (all and coherent-only), text judge, coherence."
+    "Per group: n, mean/s.e./fraction-up/p of the target change (all and coherent-only), text judge, coherence, length."
     by = [by] if isinstance(by, str) else list(by)
     for col in by: check_choice(col, list(results.columns), "grouping column")
     def summary(g):
@@ -139,6 +151,8 @@ def comparison_table(results:pd.DataFrame, # from `compare_methods`
         row = dict(n=len(g), delta=d.mean(), delta_se=d.sem(), frac_up=(d > 0).mean(), delta_p=signed_rank_p(d),
                    coherent=g.coherent.mean(), coherent_delta=c.mean(), coherent_delta_se=c.sem(),
                    coherent_delta_p=signed_rank_p(c), ppl_ratio_median=g.ppl_ratio.median())
+        if "length_ratio" in g:   # answer length, a direct reading (e.g. for "concise"): steered / unsteered tokens
+            row.update(length_ratio_median=g.length_ratio.median(), tokens_change=(g.steered_tokens - g.base_tokens).mean())
         if "text_judge_delta" in g:
             j = g.text_judge_delta
             row.update(judge_delta=j.mean(), judge_delta_se=j.sem(), judge_delta_p=signed_rank_p(j))
