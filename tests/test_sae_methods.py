@@ -325,3 +325,103 @@ def test_topk_keeps_only_positive_activations_and_k_may_equal_the_width():
     assert vals.shape == (3, 2) and (vals == 0).all()
     assert SAEConfig(d_in=4, d_sae=6, k=6, n_saes=1).k == 6               # k = d_sae is allowed; k > d_sae is not
     with pytest.raises(ValueError): SAEConfig(d_in=4, d_sae=6, k=7, n_saes=1)
+
+# ---------- the sparse solver's parts, each against an independent reference ----------
+def _unit_pair(na, nb, d=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return F.normalize(torch.randn(na, d, generator=g), dim=-1), F.normalize(torch.randn(nb, d, generator=g), dim=-1)
+
+def test_row_blocks_cover_every_row_once_within_the_budget():
+    from interpwb.sae.matching import _row_blocks
+    for n_rows, n_cols, budget in [(10, 3, 7), (10, 3, 30), (1, 5, 1), (7, 0, 4), (100, 9, 1 << 24)]:
+        blocks = _row_blocks(n_rows, n_cols, budget)
+        assert np.concatenate([np.arange(n_rows)[s] for s in blocks]).tolist() == list(range(n_rows))
+        assert all((s.stop - s.start) * n_cols <= max(budget, n_cols) for s in blocks)
+
+def test_top_k_equals_topk_of_the_full_cosine_matrix(monkeypatch):
+    import interpwb.sae.matching as matching
+    a, b = _unit_pair(37, 23)
+    monkeypatch.setattr(matching, "_row_blocks", lambda n, m: [slice(s, min(s + 5, n)) for s in range(0, n, 5)])  # small blocks
+    cos, idx = matching._top_k(a, b, 4)
+    want = torch.topk(a @ b.T, 4, dim=1)
+    np.testing.assert_allclose(cos, want.values.numpy(), rtol=1e-6); np.testing.assert_array_equal(idx, want.indices.numpy())
+    empty = matching._top_k(a[:0], b, 4)
+    assert empty[0].shape == (0, 4) and empty[0].dtype == np.float32 and empty[1].dtype == np.int64
+
+def test_candidate_edges_are_each_rows_best_and_reach_every_column():
+    from interpwb.sae.matching import _candidate_edges
+    a, b = _unit_pair(30, 45)                    # more columns than rows x k can pick: some are reached only backwards
+    rows, cols, cos, kth = _candidate_edges(a, b, 2)
+    full = (a @ b.T).numpy()
+    np.testing.assert_allclose(cos, full[rows, cols], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(kth, np.sort(full, 1)[:, -2], rtol=1e-5, atol=1e-6)   # each row's 2nd best cosine
+    assert set(cols.tolist()) == set(range(45))                                        # no column left unreachable
+    for r in range(30): assert set(np.argsort(-full[r])[:2]) <= set(cols[rows == r].tolist())
+
+def test_is_edge_agrees_with_a_set_of_pairs():
+    from interpwb.sae.matching import _is_edge
+    g = np.random.default_rng(0)
+    rows, cols = g.integers(0, 9, 40), g.integers(0, 11, 40)
+    r, c = g.integers(0, 9, 200), g.integers(0, 11, 200)
+    edges = set(zip(rows.tolist(), cols.tolist()))
+    np.testing.assert_array_equal(_is_edge(r, c, rows, cols, 11), [(x, y) in edges for x, y in zip(r.tolist(), c.tolist())])
+
+def _graph_matchings(seed=0):
+    "A candidate graph and two full matchings of its rows: the optimal one and one optimal for perturbed costs."
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import min_weight_full_bipartite_matching
+    from interpwb.sae.matching import _candidate_edges
+    a, b = _unit_pair(40, 50, seed=seed)
+    rows, cols, cos, _ = _candidate_edges(a, b, 6)
+    cost = 2.0 - cos
+    def full(c):
+        ia, ib = min_weight_full_bipartite_matching(csr_matrix((c, (rows, cols)), shape=(40, 50)))
+        m = np.empty(40, dtype=np.int64); m[ia] = ib; return m
+    noisy = cost + np.random.default_rng(seed).uniform(0, 0.5, len(cost))
+    return rows, cols, cost, full(cost), full(noisy)
+
+def test_potentials_certify_the_optimal_matching_and_refuse_a_worse_one():
+    "Dual feasibility off the matching, complementary slackness on it, free columns above matched ones; None if improvable."
+    from interpwb.sae.matching import _potentials
+    rows, cols, cost, best, worse = _graph_matchings()
+    pr, pc = _potentials(50, rows, cols, cost, best)
+    reduced = cost + pr[rows] - pc[cols]
+    on = best[rows] == cols
+    assert (reduced[~on] >= -1e-9).all() and np.abs(reduced[on]).max() < 1e-9
+    free = np.setdiff1d(np.arange(50), best)
+    assert pc[np.setdiff1d(np.arange(50), free)].max() <= pc[free].min() + 1e-9   # no augmenting path through a free column
+    cost_of = lambda m: sum(cost[(rows == r) & (cols == m[r])][0] for r in range(40))
+    assert cost_of(worse) > cost_of(best) + 1e-6                                   # the perturbed optimum is worse here
+    assert _potentials(50, rows, cols, cost, worse) is None                         # a negative cycle: not certifiable
+    again = _potentials(50, rows, cols, cost, best, start=(pr, pc))                 # warm start from a certificate: unchanged
+    np.testing.assert_allclose(again[0], pr); np.testing.assert_allclose(again[1], pc)
+
+def test_a_certified_match_needs_no_repair_round_with_enough_candidates(monkeypatch):
+    "600 x 600 random pair, k = 64: the first certificate holds (one LP check, no dense fallback)."
+    a, b = _dictionary_pair(600, 600, "random", seed=3)
+    import interpwb.sae.matching as matching
+    dense_calls, checks, check = _count_dense_calls(monkeypatch), [], matching._violations
+    monkeypatch.setattr(matching, "_violations", lambda *args: checks.append(found := check(*args)) or found)
+    match_features(a, b, method="sparse")
+    assert dense_calls == [] and checks == [None]
+
+def test_violations_finds_exactly_the_pairs_with_negative_reduced_cost():
+    "Against the full matrix: every off-matching pair with 2 - cos + pr - pc < -tol is returned (none is missed)."
+    from interpwb.sae.matching import _candidate_edges, _potentials, _violations
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import min_weight_full_bipartite_matching
+    a, b = _unit_pair(60, 60, seed=4)
+    rows, cols, cos, kth = _candidate_edges(a, b, 4)              # few candidates: the certificate must find better pairs
+    cost = 2.0 - cos
+    ia, ib = min_weight_full_bipartite_matching(csr_matrix((cost, (rows, cols)), shape=(60, 60)))
+    match = np.empty(60, dtype=np.int64); match[ia] = ib
+    pr, pc = _potentials(60, rows, cols, cost, match)
+    full = (a @ b.T).double().numpy()
+    reduced = 2 - full + pr[:, None] - pc[None, :]
+    reduced[np.arange(60), match] = np.inf
+    want = set(zip(*np.nonzero(reduced < -1e-6)))
+    assert want, "the small candidate graph should leave violations"
+    got = _violations(a, b, pr, pc, kth, match, 1e-6, 0.0, block=7)
+    assert want <= set(zip(got[0].tolist(), got[1].tolist()))
+    np.testing.assert_allclose(got[2], full[got[0], got[1]], rtol=1e-6)
+    assert (reduced[got[0], got[1]] < 1e-9).all()                 # margin 0: nothing with a non-negative reduced cost
