@@ -33,6 +33,25 @@ def test_hand_mapping_is_valence_over_scale_case_insensitive(tok):
     assert math.isclose(r.text_reward("good good bad").item(), 0.5, abs_tol=1e-6)
     assert math.isclose(r.text_reward(["good bad"], reduce="mean").item(), -0.25, abs_tol=1e-6)
 
+def test_mapping_policies_for_duplicates_unmatched_words_and_settings(tok):
+    import warnings
+    clash = {"Good": 1.0, "good": 3.0, "bad": -2.0}
+    g = ids(tok, " good")[0]
+    with pytest.raises(ValueError, match="duplicates="): TokenReward.from_mapping(clash, tok)        # default: an error
+    assert TokenReward.from_mapping(clash, tok, duplicates="last").values[g].item() == 3.0
+    assert TokenReward.from_mapping(clash, tok, duplicates="mean").values[g].item() == 2.0
+    multi = {"good": 1.0, "not bad": 1.0}                                                           # "not bad" is 2 tokens
+    with pytest.raises(ValueError, match="not bad"): TokenReward.from_mapping(multi, tok)             # default: an error
+    with pytest.warns(UserWarning, match="not bad"): warned = TokenReward.from_mapping(multi, tok, unmatched="warn")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error"); ignored = TokenReward.from_mapping(multi, tok, unmatched="ignore")
+    assert torch.equal(warned.values, ignored.values) and warned.values[g].item() == 1.0
+    r = TokenReward.from_mapping({"good": 30.0}, tok, clip=5.0, source="mine", vocab_size=len(tok) + 7)
+    assert (r.clip, r.source, len(r.values), r.values[g].item()) == (5.0, "mine", len(tok) + 7, 5.0)
+    for bad in (dict(scale=0), dict(clip=0), dict(scale=-1.0)):
+        with pytest.raises(ValueError, match=next(iter(bad))): TokenReward.from_mapping({"good": 1.0}, tok, **bad)
+    with pytest.raises(ValueError, match="clip"): TokenReward(torch.zeros(3), clip=0)
+
 def test_text_totals_and_token_entries_are_clipped(tok):
     r = TokenReward.from_mapping({"huge": 30.0, "tiny": -4.0}, tok, clip=10.0)
     assert r.values[ids(tok, " huge")[0]].item() == 10.0          # token entry clipped
