@@ -11,6 +11,11 @@ Categories of survivors (the first that matches):
   is restored, the shared-prefix KV cache of the scorer - its results are tested equal with and without it).
 - outside selection: the activation cache's lines, exercised only by tests/test_activations.py and nbs/03_activations,
   which the mutation run does not select.
+- guarded: a line of the sparse matching solver (`_top_k` ... `_sparse_match`, and `match_features`' choice of path):
+  every sparse answer is checked by an LP-duality certificate against the FULL cosine matrix, and anything the
+  certificate rejects falls back to SciPy's dense Hungarian. A surviving change there alters how many candidate
+  edges, repair rounds or fallbacks it takes; the tests compare every answer with the dense optimum and, on typical
+  pairs, assert no fallback and no repair round. Classed by function, not argued line by line.
 - untested: none of the above - a gap, listed so it can be closed by a test or argued in the README.
 Mutants whose function no selected test calls are counted as "no tests", listed by function.
 """
@@ -46,8 +51,13 @@ EQUIVALENT = [  # (function, regex on the added line, why the change cannot alte
     ("activations.collect_activations", r"check_number\(max_length, \"max_length\"", "`tokenize` checks max_length again, with the same message"),
     ("reward.token_reward_figure", r"add_special_tokens=True|tok\(text, \)", "the tokenizers used add no special tokens to plain text"),
     ("activations.collect_activations", r"range\(0, len\(order\), \)\]", "overlapping batches recompute the same rows"),
+    ("matching.match_features", r"normalize\([ab], \)|normalize\([ab], dim=\+1\)", "2-D rows: normalize's default dim 1 is dim -1"),
+    ("matching.match_features", r"as_tensor\(i[ab], (dtype=None)?\)", "the indices are int64 numpy arrays, which torch reads as long"),
 ]
-CATEGORIES = ["untested", "equivalent", "default", "device", "efficiency", "outside selection", "presentation", "message"]
+GUARDED = ["matching._row_blocks", "matching._top_k", "matching._candidate_edges", "matching._potentials",
+           "matching._violations", "matching._is_edge", "matching._certified_match", "matching._sparse_match"]
+GUARDED_LINES = r"sparse = method ==|if sparse and min\(len|if len\(a\) <= len\(b\)|if a\.shape\[-1\] != b\.shape\[-1\]"
+CATEGORIES = ["untested", "equivalent", "default", "device", "efficiency", "guarded", "outside selection", "presentation", "message"]
 
 def changed_lines(diff:str) -> tuple[list[str], list[str]]:
     minus = [l[1:].strip() for l in diff.splitlines() if l.startswith("-") and not l.startswith("---")]
@@ -72,6 +82,8 @@ def category(minus:list[str], plus:list[str], function:str="") -> str:
         if where in function and any(re.search(pattern, b) for b in plus): return "equivalent"
     for name, rm, add in RULES:
         if any(re.search(rm, a) for a in minus) and all(re.search(add, b) for b in plus): return name
+    if any(g in function for g in GUARDED) or ("matching.match_features" in function and any(re.search(GUARDED_LINES, a) for a in minus)):
+        return "guarded"
     return "untested"
 
 def function_of(key:str) -> str:

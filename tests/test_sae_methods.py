@@ -242,6 +242,13 @@ def test_match_features_checks_its_method_and_k():
     with pytest.raises(KeyError, match="sparse"): match_features(a, a, method="hungarian")
     with pytest.raises(ValueError, match="k"): match_features(a, a, k=0)
     assert match_features(torch.zeros(0, 3), a, method="sparse")[0].shape == (0,)
+    assert len(match_features(a, a, method="sparse", k=1)[0]) == 4                      # k = 1 is allowed
+    with pytest.raises(ValueError, match="k"): match_features(a, a, k=1.5)              # k is a count
+    for method in ("sparse", "dense", "auto"):                                          # the width error, on every path
+        with pytest.raises(ValueError, match="a has width 3, b has width 2"):
+            match_features(torch.randn(4, 3), torch.randn(5, 2), method=method)
+        with pytest.raises(ValueError, match="a has width 3, b has width 2"):
+            match_features(torch.randn(3, 4), torch.randn(2, 5), features_as="columns", method=method)
 
 # ---------- MFR's schedule, the max-cosine variant and the assignment cache, by hand ----------
 @pytest.mark.parametrize("step,W,want", [(0, 100, 0.0), (25, 100, 0.5 * (1 - math.sqrt(0.5))), (50, 100, 0.5), (99, 100, None),
