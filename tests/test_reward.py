@@ -180,3 +180,28 @@ def test_token_reward_figure_cells_are_the_tokens_and_their_rewards_in_reading_o
     m = max(abs(v) for v in cells)
     assert (hm.zmin, hm.zmax, hm.zmid) == (pytest.approx(-m), pytest.approx(m), 0)     # white is zero reward
     assert f"{r.sequence_reward(torch.tensor([toks])).item():+.2f}" in fig.layout.title.text
+
+def test_readers_skip_blank_headers_and_malformed_lines(tmp_path, monkeypatch, tok):
+    import interpwb.rl.reward as reward
+    lex = tmp_path/"vader_lexicon.txt"
+    lex.write_text("good\t1.9\t0.9\t[2, 2]\n\nlonely\n\t3.0\t0\t[]\nmeh\t-0.3\n", encoding="utf-8")
+    monkeypatch.setattr(reward, "vader_lexicon_path", lambda: lex)
+    assert read_vader_lexicon() == {"good": 1.9, "meh": -0.3}      # 2-column lines count; 1-column and empty words do not
+    csv = tmp_path/"r.csv"
+    csv.write_text("word,reward\n\n  ,  \ngood,1\nbad, -2\n", encoding="utf-8")
+    assert read_reward_mapping(csv) == {"good": 1.0, "bad": -2.0}   # header and blank / whitespace-only rows skipped
+    csv.write_text("good,1\nbad,-2\n", encoding="utf-8")
+    assert read_reward_mapping(csv) == {"good": 1.0, "bad": -2.0}   # no header: the first row is data
+    csv.write_text("", encoding="utf-8")
+    assert read_reward_mapping(csv) == {}
+
+def test_vader_path_error_and_from_vader_settings(monkeypatch, tok):
+    import importlib.util, interpwb.rl.reward as reward
+    r = TokenReward.from_vader(tok, scale=2.0, clip=0.5, vocab_size=len(tok) + 3)
+    g = ids(tok, " good")[0]
+    assert (r.source, r.clip, len(r.values)) == ("vader/2", 0.5, len(tok) + 3)
+    assert r.values[g].item() == pytest.approx(min(read_vader_lexicon()["good"] / 2.0, 0.5))
+    bad = TokenReward.from_mapping({"awful": -30.0}, tok, clip=5.0)
+    assert bad.values[ids(tok, " awful")[0]].item() == -5.0           # clipped from below too
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ModuleNotFoundError, match="pip install vaderSentiment"): reward.vader_lexicon_path()
