@@ -181,7 +181,7 @@ def test_token_reward_figure_cells_are_the_tokens_and_their_rewards_in_reading_o
     assert (hm.zmin, hm.zmax, hm.zmid) == (pytest.approx(-m), pytest.approx(m), 0)     # white is zero reward
     assert f"{r.sequence_reward(torch.tensor([toks])).item():+.2f}" in fig.layout.title.text
 
-def test_readers_skip_blank_headers_and_malformed_lines(tmp_path, monkeypatch, tok):
+def test_readers_skip_blank_headers_and_malformed_lines(tmp_path, monkeypatch):
     import interpwb.rl.reward as reward
     lex = tmp_path/"vader_lexicon.txt"
     lex.write_text("good\t1.9\t0.9\t[2, 2]\n\nlonely\n\t3.0\t0\t[]\nmeh\t-0.3\n", encoding="utf-8")

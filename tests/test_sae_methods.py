@@ -373,19 +373,22 @@ def test_is_edge_agrees_with_a_set_of_pairs():
     edges = set(zip(rows.tolist(), cols.tolist()))
     np.testing.assert_array_equal(_is_edge(r, c, rows, cols, 11), [(x, y) in edges for x, y in zip(r.tolist(), c.tolist())])
 
-def _graph_matchings(seed=0):
-    "A candidate graph and two full matchings of its rows: the optimal one and one optimal for perturbed costs."
+def _best_on_graph(rows, cols, cost, shape) -> np.ndarray:
+    "Each row's column in SciPy's minimum-cost full matching of the candidate graph (an independent solver)."
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import min_weight_full_bipartite_matching
+    ia, ib = min_weight_full_bipartite_matching(csr_matrix((cost, (rows, cols)), shape=shape))
+    m = np.empty(shape[0], dtype=np.int64); m[ia] = ib
+    return m
+
+def _graph_matchings(seed=0):
+    "A candidate graph and two full matchings of its rows: the optimal one and one optimal for perturbed costs."
     from interpwb.sae.matching import _candidate_edges
     a, b = _unit_pair(40, 50, seed=seed)
     rows, cols, cos, _ = _candidate_edges(a, b, 6)
     cost = 2.0 - cos
-    def full(c):
-        ia, ib = min_weight_full_bipartite_matching(csr_matrix((c, (rows, cols)), shape=(40, 50)))
-        m = np.empty(40, dtype=np.int64); m[ia] = ib; return m
     noisy = cost + np.random.default_rng(seed).uniform(0, 0.5, len(cost))
-    return rows, cols, cost, full(cost), full(noisy)
+    return rows, cols, cost, _best_on_graph(rows, cols, cost, (40, 50)), _best_on_graph(rows, cols, noisy, (40, 50))
 
 def test_potentials_certify_the_optimal_matching_and_refuse_a_worse_one():
     "Dual feasibility off the matching, complementary slackness on it, free columns above matched ones; None if improvable."
@@ -415,13 +418,10 @@ def test_a_certified_match_needs_no_repair_round_with_enough_candidates(monkeypa
 def test_violations_finds_exactly_the_pairs_with_negative_reduced_cost():
     "Against the full matrix: every off-matching pair with 2 - cos + pr - pc < -tol is returned (none is missed)."
     from interpwb.sae.matching import _candidate_edges, _potentials, _violations
-    from scipy.sparse import csr_matrix
-    from scipy.sparse.csgraph import min_weight_full_bipartite_matching
     a, b = _unit_pair(60, 60, seed=4)
     rows, cols, cos, kth = _candidate_edges(a, b, 4)              # few candidates: the certificate must find better pairs
     cost = 2.0 - cos
-    ia, ib = min_weight_full_bipartite_matching(csr_matrix((cost, (rows, cols)), shape=(60, 60)))
-    match = np.empty(60, dtype=np.int64); match[ia] = ib
+    match = _best_on_graph(rows, cols, cost, (60, 60))
     pr, pc = _potentials(60, rows, cols, cost, match)
     full = (a @ b.T).double().numpy()
     reduced = 2 - full + pr[:, None] - pc[None, :]
