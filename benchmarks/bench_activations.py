@@ -4,6 +4,9 @@ embedded-model load cold vs cached.
 Prints ratios measured side by side in ONE run (these machines are noisy; absolute seconds vary 2-3x run to run).
     .venv/bin/python benchmarks/bench_activations.py [--threads 2] [--texts 96] [--skip-cold]
 Target: collect_activations / bare loop throughput >= 0.9.
+Shared prefixes (--prefix-prompts N ToneBank prompts, 0 = skip): the same prompts collected through the bridge's
+run_with_cache (a no-op hook attached beyond the hook layer keeps collection off the plain path), on the plain HF
+model batch by length, and on the plain HF model with each batch's shared prefix run once.
 Collect once, fit many (--fits N questions of ToneBank, -1 = all, 0 = skip): K-Steering's fit on an empty activation
 cache, then CAA's and a K-Steering re-fit on the same data, which read the cache. Target: second fit <= 0.2x the first.
 """
@@ -36,6 +39,25 @@ def timed(fn, repeats=3):
         t0 = time.perf_counter(); fn(); times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
+def prefix_timings(model, n_prompts:int, hook:str, batch_size:int=32):
+    "Seconds to collect the last-token activations of `n_prompts` ToneBank prompts three ways (see the docstring)."
+    from interpwb.steering.data import load_tonebank
+    from interpwb.steering.classifier import prompt_texts
+    rows = prompt_texts(load_tonebank())
+    texts = [chat_prompt(model, t) for t in rows.prompt_text.sample(n_prompts, random_state=0)]
+    collect = lambda **kw: collect_activations(model, texts, hook, pool="last", batch_size=batch_size, **kw)[hook]
+    def bridge():
+        handle = model.hook_dict["blocks.29.hook_resid_post"].register_forward_hook(lambda *a: None)  # never reached
+        try: return collect()
+        finally: handle.remove()
+    out, times = {}, {}
+    for name, fn in (("bridge run_with_cache, by length", bridge), ("plain HF, by length", lambda: collect(share_prefix=False)),
+                     ("plain HF, shared prefixes once", collect)):
+        t0 = time.perf_counter(); out[name] = fn(); times[name] = time.perf_counter() - t0
+    ref = out["bridge run_with_cache, by length"]
+    worst = max(((o - ref).norm(dim=-1) / ref.norm(dim=-1)).max().item() for o in out.values())
+    return len(texts), sum(tokenize(model, t)[0].shape[1] for t in texts), times, worst
+
 def fit_timings(model, n_questions:int):
     "Seconds: K-Steering fit on an empty activation cache; then CAA and a K-Steering re-fit on the same data (cached)."
     from interpwb.steering.data import load_tonebank
@@ -63,6 +85,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2); ap.add_argument("--texts", type=int, default=96)
     ap.add_argument("--batch", type=int, default=16); ap.add_argument("--skip-cold", action="store_true")
     ap.add_argument("--fits", type=int, default=8, help="ToneBank questions for the fit timings (-1 = all, 0 = skip)")
+    ap.add_argument("--prefix-prompts", type=int, default=320, help="ToneBank prompts for the shared-prefix timings (0 = skip)")
     a = ap.parse_args()
     print(f"torch threads: {set_threads(a.threads)}")
     model = load_model(device="cpu")
@@ -77,6 +100,12 @@ def main():
     print(f"activation collection, {len(texts)} texts / {n_tok} tokens, batch {a.batch}, {hook}:")
     print(f"  bare run_with_cache loop: {n_tok/t_base:,.0f} tok/s   collect_activations: {n_tok/t_ours:,.0f} tok/s")
     print(f"  throughput ratio collect_activations / bare = {t_base/t_ours:.2f}  (target >= 0.9)")
+    if a.prefix_prompts:
+        n, n_tok, times, worst = prefix_timings(model, a.prefix_prompts, "blocks.18.hook_resid_post")
+        base_t = times["bridge run_with_cache, by length"]
+        print(f"{n} ToneBank prompts ({n_tok} tokens), last token at blocks.18.hook_resid_post, batch 32:")
+        for name, t in times.items(): print(f"  {name}: {t:.1f}s  speed-up over the bridge {base_t/t:.2f}x")
+        print(f"  largest relative difference from the bridge's activations: {worst:.1e}")
     if a.fits:
         n_q, times = fit_timings(model, a.fits)
         first = times["K-Steering, empty cache"]

@@ -4,18 +4,20 @@
 
 # %% ../nbs/03_activations.ipynb #d1a7eeed
 from __future__ import annotations
-import hashlib, json, warnings
+import copy, hashlib, json, warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 import plotly.graph_objects as go
 import torch
 from safetensors.torch import save_file, load_file
+from transformers import DynamicCache
 from transformer_lens.model_bridge import TransformerBridge
 from fastcore.basics import patch
 from .core import progress, atomic_path, check_choice, check_number, ArtifactError, get_device, file_sha256, _tidy
 from .core import cache_dir, save_artifact, load_artifact
-from .models import tokenize, find_hook, hook_layers, model_name, hooked_points
+from .models import tokenize, token_ids, pad_ids, find_hook, hook_layers, model_name, hooked_points
+from .generation import hf_model, hf_site
 
 # %% auto #0
 __all__ = ['Activations', 'collect_activations', 'ActivationStore', 'write_activation_store', 'residual_norms',
@@ -89,6 +91,87 @@ def _save_cached(spec:dict, acts:"Activations"):
     if acts.index is not None: tensors.update(index=acts.index, tokens=acts.tokens)
     save_artifact(_cache_folder(spec), tensors, dict(kind="Activations", spec=spec, meta=acts.meta))
 
+# %% ../nbs/03_activations.ipynb #03136166
+class _Stop(Exception): "Raised by a hook after the deepest requested block, to end the forward pass there."
+
+def _plain_runner(model:TransformerBridge, hooks:list[str], padding_side:str):
+    "`run(ids, past=None) -> {hook: [b, pos, d]}` on the plain HF model up to the deepest hook; None if the bridge must run."
+    if padding_side != "right" or hooked_points(model) or hf_model(model) is None: return None
+    sites = {h: hf_site(model, h) for h in hooks}
+    if any(s is None for s in sites.values()): return None
+    stop = hook_layers(model, hooks)
+    last = None if stop is None else hf_site(model, f"blocks.{stop - 1}.hook_resid_post")
+    if stop is not None and last is None: return None
+    base = hf_model(model).base_model           # the decoder without its LM head
+
+    def run(ids:torch.Tensor, past=None) -> dict:
+        got, handles = {}, []
+        def keep(h): return lambda m, a, out: got.__setitem__(h, out[0] if isinstance(out, tuple) else out)
+        def keep_input(h): return lambda m, a, kw: got.__setitem__(h, a[0] if a else kw["hidden_states"])
+        def halt(m, a, out): raise _Stop
+        try:
+            for h, (module, side) in sites.items():
+                handles.append(module.register_forward_hook(keep(h)) if side == "output"
+                               else module.register_forward_pre_hook(keep_input(h), with_kwargs=True))
+            if last is not None: handles.append(last[0].register_forward_hook(halt))   # after the capture hooks
+            with torch.no_grad(): base(input_ids=ids, past_key_values=past, use_cache=past is not None)
+        except _Stop: pass
+        finally:
+            for handle in handles: handle.remove()
+        return got
+    run.config = base.config
+    return run
+
+# %% ../nbs/03_activations.ipynb #63f7f9b8
+def _shared(a:list[int], b:list[int]) -> int:
+    "Length of the common prefix of two token lists."
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]: n += 1
+    return n
+
+def _prefix_batches(ids:list[list[int]], batch_size:int, overhead:int=8) -> list[tuple[list[int], int]]:
+    "Texts in token order cut into batches (each with its shared prefix length) running the fewest tokens, `overhead` per call."
+    order = sorted(range(len(ids)), key=lambda i: ids[i])                 # texts sharing prefixes side by side
+    adj = [_shared(ids[a], ids[b]) for a, b in zip(order, order[1:])]
+    best, cut = [0] + [None] * len(order), [0] * (len(order) + 1)       # best[i]: cost of the first i texts
+    for i in range(1, len(order) + 1):
+        common, longest, shortest = 10**9, 0, 10**9
+        for j in range(i - 1, max(0, i - batch_size) - 1, -1):          # the last batch is order[j:i]
+            n = len(ids[order[j]]); longest, shortest = max(longest, n), min(shortest, n)
+            if j < i - 1: common = min(common, adj[j])
+            k = min(common, shortest - 1) if i - j > 1 else 0
+            k = k if k >= 4 else 0
+            cost = best[j] + (i - j) * (longest - k) + k + overhead
+            if best[i] is None or cost < best[i]: best[i], cut[i] = cost, j
+    batches, i = [], len(order)
+    while i:
+        j = cut[i]; batch = order[j:i]
+        k = min(min(adj[j:i-1], default=0), min(len(ids[t]) for t in batch) - 1) if len(batch) > 1 else 0
+        batches.append((batch, k if k >= 4 else 0)); i = j
+    return batches[::-1]
+
+def _plan(ids:list[list[int]], batch_size:int, sort_by_length:bool, share_prefix:bool) -> list[tuple[list[int], int]]:
+    "Batches of text indices, each with the length of the token prefix its texts share and will run once (0 = none)."
+    by_length = sorted(range(len(ids)), key=lambda i: -len(ids[i])) if sort_by_length else list(range(len(ids)))
+    plain = [(by_length[i:i+batch_size], 0) for i in range(0, len(ids), batch_size)]
+    if not share_prefix: return plain
+    cost = lambda plan: sum(len(b) * (max(len(ids[i]) for i in b) - k) + k + 8 for b, k in plan)  # tokens run + calls
+    prefixed = _prefix_batches(ids, batch_size)
+    shared = sum((len(b) - 1) * k for b, k in prefixed)                     # tokens the shared prefixes save
+    return prefixed if shared >= 0.1 * sum(map(len, ids)) and cost(prefixed) < cost(plain) else plain
+
+# %% ../nbs/03_activations.ipynb #b274f662
+def _run_plain(run, toks:torch.Tensor, k:int, memo:dict) -> dict:
+    "{hook: [b, pos, d]} for right-padded `toks` whose first `k` tokens are the same in every row, running them once."
+    if k == 0: return run(toks)
+    key = tuple(toks[0, :k].tolist())
+    if memo.get("key") != key:                  # consecutive batches often share the same prefix: keep the last one
+        past = DynamicCache(config=run.config)
+        memo.update(key=key, acts=run(toks[:1, :k], past), past=past)
+    past = copy.deepcopy(memo["past"]); past.batch_repeat_interleave(len(toks))
+    rest = run(toks[:, k:], past)
+    return {h: torch.cat([memo["acts"][h].expand(len(toks), -1, -1), rest[h]], 1) for h in rest}
+
 # %% ../nbs/03_activations.ipynb #acc341dc
 def collect_activations(model:TransformerBridge, # the language model
                         texts:list[str], # input texts (chat-formatted or raw)
@@ -101,6 +184,7 @@ def collect_activations(model:TransformerBridge, # the language model
                         max_length:int|None=None, # truncate texts to this many tokens
                         sort_by_length:bool=True, # batch texts of similar length together (order is restored)
                         cache:bool=False, # reuse / keep the result on disk (`cache_dir("activations")`), see below
+                        share_prefix:bool=True, # run a token prefix shared by a batch's texts once (plain HF path)
                        ) -> Activations:
     "Run `model` on `texts` in batches and return pooled activations at `hook_points` (float32, CPU)."
     check_choice(pool, ["last", "mean", "all"], "pooling")
@@ -111,27 +195,28 @@ def collect_activations(model:TransformerBridge, # the language model
     check_number(batch_size, "batch_size", low=1, integer=True)
     if max_length is not None: check_number(max_length, "max_length", low=1, integer=True)
     stop = hook_layers(model, hooks)
-    lengths = [len(model.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+    ids = token_ids(model, texts, prepend_bos, max_length)
     need = 2 if drop_first and pool != "last" else 1  # drop_first leaves out one token before mean/all pooling
-    kept = [min(n + prepend_bos, max_length or n + prepend_bos) for n in lengths]
-    short = [i for i, n in enumerate(kept) if n < need]
-    if short: raise ValueError(f"Text(s) at index {short[:10]} have {kept[short[0]]} token(s); pool={pool!r}"
+    short = [i for i, x in enumerate(ids) if len(x) < need]
+    if short: raise ValueError(f"Text(s) at index {short[:10]} have {len(ids[short[0]])} token(s); pool={pool!r}"
                                f"{' with drop_first=True' if need == 2 else ''} needs at least {need}. Drop them"
                                f"{' or set prepend_bos=True' if not prepend_bos else ''}.")
     use_cache = cache and not hooked_points(model)   # hooks (steering, patching) change activations the key cannot see
     spec = _cache_spec(model, texts, hooks, pool=pool, prepend_bos=prepend_bos, drop_first=drop_first,
                        max_length=max_length) if use_cache else None
     if use_cache and (hit := _load_cached(spec)) is not None: return hit
-    order = sorted(range(len(texts)), key=lambda i: -lengths[i]) if sort_by_length else list(range(len(texts)))
+    run, memo = _plain_runner(model, hooks, padding_side), {}
+    plan = _plan(ids, batch_size, sort_by_length, share_prefix and run is not None)
     pooled = {h: [None]*len(texts) for h in hooks}
     idx_rows, tok_rows = [None]*len(texts), [None]*len(texts)
-    batches = [order[i:i+batch_size] for i in range(0, len(order), batch_size)]
-    for batch in progress(batches, desc=f"activations ({pool})"):
-        toks, mask = tokenize(model, [texts[i] for i in batch], prepend_bos, padding_side, max_length)
-        with torch.no_grad():
-            _, cache = model.run_with_cache(toks, attention_mask=mask, names_filter=hooks, stop_at_layer=stop)
+    for batch, k in progress(plan, desc=f"activations ({pool})"):
+        toks, mask = pad_ids(model, [ids[i] for i in batch], padding_side)
+        if run is not None: acts = _run_plain(run, toks, k, memo)
+        else:
+            with torch.no_grad():
+                acts = model.run_with_cache(toks, attention_mask=mask, names_filter=hooks, stop_at_layer=stop)[1]
         for h in hooks:
-            out, where = _pool(cache[h].float(), mask, pool, drop_first)
+            out, where = _pool(acts[h].float(), mask, pool, drop_first)
             if pool == "all":
                 for j, i in enumerate(batch):
                     sel = where[:, 0] == j

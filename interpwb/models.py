@@ -14,8 +14,9 @@ from transformer_lens.model_bridge import TransformerBridge
 
 # %% auto #0
 __all__ = ['EMBEDDED_MODEL', 'SECOND_FAMILY', 'LORA_TARGETS', 'embedded_gguf_path', 'load_hf', 'bridge_from_hf', 'load_model',
-           'model_name', 'tiny_model', 'chat_prompt', 'tokenize', 'hook_points', 'find_hook', 'layer_of', 'hook_layers',
-           'hooked_points', 'lora_config', 'add_lora', 'hf_shape', 'is_adapter', 'load_tuned_hf', 'load_tuned_model']
+           'model_name', 'tiny_model', 'chat_prompt', 'token_ids', 'pad_ids', 'tokenize', 'hook_points', 'find_hook',
+           'layer_of', 'hook_layers', 'hooked_points', 'lora_config', 'add_lora', 'hf_shape', 'is_adapter',
+           'load_tuned_hf', 'load_tuned_model']
 
 # %% ../nbs/01_models.ipynb #663a0be2
 EMBEDDED_MODEL = "SmolLM2-135M-Instruct"
@@ -195,6 +196,33 @@ def chat_prompt(model:TransformerBridge, # any model; one without a chat templat
     return tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=add_generation_prompt)
 
 # %% ../nbs/01_models.ipynb #653c899c
+def token_ids(model:TransformerBridge, # supplies the tokenizer and the context length
+              texts:list[str], # the texts
+              prepend_bos:bool=False, # add the BOS token in front of each text (chat-template text already has it)
+              max_length:int|None=None, # truncate each text to this many tokens (after BOS)
+             ) -> list[list[int]]:
+    "Each text's token ids (BOS first if asked, truncated), refusing texts longer than the model's context."
+    tok = model.tokenizer
+    ids = [([tok.bos_token_id] if prepend_bos else []) + tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+    if max_length is not None: ids = [x[:check_number(max_length, "max_length", low=1, integer=True)] for x in ids]
+    n_ctx = getattr(model.cfg, "n_ctx", None)
+    long = [i for i, x in enumerate(ids) if n_ctx and len(x) > n_ctx]
+    if long: raise ValueError(f"Text(s) at index {long[:10]} have {len(ids[long[0]])}+ tokens, more than the model's "
+                              f"context of {n_ctx}; shorten them or pass max_length={n_ctx}.")
+    return ids
+
+def pad_ids(model:TransformerBridge, # supplies the pad token and device
+            ids:list[list[int]], # token ids of each row (none empty)
+            padding_side:str="right", # "right" or "left"
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    "Pad rows of token ids into (tokens [batch, pos], attention_mask [batch, pos]) on the model's device."
+    check_choice(padding_side, ["right", "left"], "padding side")
+    width, pad = max(map(len, ids)), model.tokenizer.pad_token_id
+    rows = [(x + [pad]*(width-len(x))) if padding_side == "right" else ([pad]*(width-len(x)) + x) for x in ids]
+    mask = [([1]*len(x) + [0]*(width-len(x))) if padding_side == "right" else ([0]*(width-len(x)) + [1]*len(x)) for x in ids]
+    dev = model.cfg.device
+    return torch.tensor(rows, device=dev), torch.tensor(mask, device=dev)
+
 def tokenize(model:TransformerBridge, # supplies the tokenizer and device
              texts:str|list[str], # one text or a batch
              prepend_bos:bool=False, # add the BOS token in front of each text (chat-template text already has it)
@@ -205,20 +233,10 @@ def tokenize(model:TransformerBridge, # supplies the tokenizer and device
     check_choice(padding_side, ["right", "left"], "padding side")
     if isinstance(texts, str): texts = [texts]
     if not len(texts): raise ValueError("tokenize needs at least one text; got an empty list.")
-    tok = model.tokenizer
-    ids = [([tok.bos_token_id] if prepend_bos else []) + tok(t, add_special_tokens=False)["input_ids"] for t in texts]
-    if max_length is not None: ids = [x[:check_number(max_length, "max_length", low=1, integer=True)] for x in ids]
+    ids = token_ids(model, texts, prepend_bos, max_length)
     empty = [i for i, x in enumerate(ids) if not x]
     if empty: raise ValueError(f"Text(s) at index {empty[:10]} tokenise to nothing; drop them or set prepend_bos=True.")
-    n_ctx = getattr(model.cfg, "n_ctx", None)
-    long = [i for i, x in enumerate(ids) if n_ctx and len(x) > n_ctx]
-    if long: raise ValueError(f"Text(s) at index {long[:10]} have {len(ids[long[0]])}+ tokens, more than the model's "
-                              f"context of {n_ctx}; shorten them or pass max_length={n_ctx}.")
-    width, pad = max(map(len, ids)), tok.pad_token_id
-    rows = [(x + [pad]*(width-len(x))) if padding_side == "right" else ([pad]*(width-len(x)) + x) for x in ids]
-    mask = [([1]*len(x) + [0]*(width-len(x))) if padding_side == "right" else ([0]*(width-len(x)) + [1]*len(x)) for x in ids]
-    dev = model.cfg.device
-    return torch.tensor(rows, device=dev), torch.tensor(mask, device=dev)
+    return pad_ids(model, ids, padding_side)
 
 # %% ../nbs/01_models.ipynb #59975fd2
 def hook_points(model:TransformerBridge, # the model

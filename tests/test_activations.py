@@ -3,7 +3,8 @@ import json, shutil
 import pytest, torch
 from interpwb.activations import collect_activations, ActivationStore, write_activation_store
 from interpwb.core import ArtifactError
-from interpwb.models import chat_prompt
+from interpwb.generation import hf_model, hf_site
+from interpwb.models import chat_prompt, tokenize
 from interpwb.testing import sample_texts
 
 HOOK = "blocks.14.hook_resid_post"
@@ -45,6 +46,66 @@ def test_collection_runs_only_up_to_the_deepest_requested_layer(model):
     try: collect_activations(model, ["Hello there"], "blocks.5.hook_resid_post")
     finally: handle.remove()
     assert seen == []
+
+def test_the_plain_path_also_stops_after_the_deepest_requested_block(model):
+    seen = []
+    handle = hf_site(model, "blocks.20.hook_resid_post")[0].register_forward_hook(lambda *a: seen.append(1))
+    try: collect_activations(model, ["Hello there", "Hi"], "blocks.5.hook_resid_post")
+    finally: handle.remove()
+    assert seen == []
+
+# ---------- the plain Hugging Face path with shared prefixes ----------
+def _through_bridge(model, text, hook):
+    "`text` alone through the bridge's run_with_cache: [pos, d] (no batching, no plain path, no shared prefix)."
+    with torch.no_grad(): return model.run_with_cache(tokenize(model, [text])[0], names_filter=[hook])[1][hook][0].float()
+
+def _tokens_run(model, fn):
+    "Call `fn`; return its result and the [batch, pos] shape of every input the plain decoder ran."
+    shapes = []
+    handle = hf_model(model).base_model.register_forward_pre_hook(
+        lambda m, a, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True)
+    try: return fn(), shapes
+    finally: handle.remove()
+
+MAPPED = ["blocks.3.hook_resid_pre", "blocks.6.hook_attn_out", "blocks.9.hook_mlp_out", HOOK]
+
+@pytest.mark.parametrize("pool", ["last", "mean", "all"])
+def test_shared_prefix_batches_equal_each_text_through_the_bridge(model, pool):
+    qs = sample_texts(6, seed=5, min_words=2, max_words=25)
+    texts = ([chat_prompt(model, f"Answer in one short sentence.\n{q}") for q in qs]
+             + [chat_prompt(model, f"Answer at length, with care and examples.\n{q}") for q in qs[:3]])
+    acts, shapes = _tokens_run(model, lambda: collect_activations(model, texts, MAPPED, pool=pool, drop_first=True, batch_size=4))
+    lengths = [tokenize(model, [t])[0].shape[1] for t in texts]
+    assert any(b == 1 for b, _ in shapes)                                   # a shared prefix ran on its own
+    assert sum(b * n for b, n in shapes) < 0.8 * sum(lengths)               # ... and was not run again per text
+    unshared, shapes_unshared = _tokens_run(model, lambda: collect_activations(
+        model, texts, MAPPED, pool=pool, drop_first=True, batch_size=4, share_prefix=False))
+    assert sum(b * n for b, n in shapes_unshared) >= sum(lengths) and len(shapes_unshared) == 3   # 4 + 4 + 1 texts
+    for h in MAPPED:
+        want = [_through_bridge(model, t, h) for t in texts]
+        want = torch.stack([w[-1] for w in want]) if pool == "last" else (
+               torch.stack([w[1:].mean(0) for w in want]) if pool == "mean" else torch.cat([w[1:] for w in want]))
+        assert acts[h].shape == want.shape
+        assert (acts[h] - want).norm(dim=-1).max() / want.norm(dim=-1).mean() < 1e-4, h
+        assert (unshared[h] - want).norm(dim=-1).max() / want.norm(dim=-1).mean() < 1e-4, h
+    if pool == "all":
+        assert acts.index[:, 0].tolist() == [i for i, n in enumerate(lengths) for _ in range(n - 1)]
+        assert acts.tokens.tolist() == [t for x in texts for t in tokenize(model, [x])[0][0, 1:].tolist()]
+
+def test_texts_without_a_common_prefix_are_batched_by_length(model):
+    texts = sample_texts(8, seed=11, min_words=3, max_words=40)
+    _, shapes = _tokens_run(model, lambda: collect_activations(model, texts, HOOK, batch_size=4))
+    lengths = sorted((tokenize(model, [t])[0].shape[1] for t in texts), reverse=True)
+    assert shapes == [(4, lengths[0]), (4, lengths[4])]
+
+def test_a_hook_point_the_plain_model_lacks_or_an_attached_hook_runs_through_the_bridge(model):
+    texts = [chat_prompt(model, q) for q in ["What is tea?", "Why is the sky blue?"]]
+    _, shapes = _tokens_run(model, lambda: collect_activations(model, texts, "blocks.2.hook_resid_mid", pool="mean"))
+    assert shapes == []
+    handle = model.hook_dict[HOOK].register_forward_hook(lambda m, a, out: out * 2)
+    try: doubled, shapes = _tokens_run(model, lambda: collect_activations(model, texts, HOOK))
+    finally: handle.remove()
+    assert shapes == [] and torch.allclose(doubled[HOOK], 2 * collect_activations(model, texts, HOOK)[HOOK], rtol=1e-4, atol=1e-3)
 
 def test_metadata_and_float32_cpu(model):
     acts = collect_activations(model, ["a", "b c"], ["blocks.2.hook_resid_post", "blocks.2.mlp.hook_out"], pool="mean")
@@ -104,13 +165,16 @@ def test_a_second_steering_fit_reads_the_cached_activations(tiny, tmp_path, monk
     calls = {"n": 0}
     run = tiny.run_with_cache
     def counting(*a, **k): calls["n"] += 1; return run(*a, **k)
-    monkeypatch.setattr(tiny, "run_with_cache", counting)
-    first = KSteering.fit(tiny, data, "blocks.1.hook_resid_post", exemplars=ex, epochs=2, val_frac=0.0)
-    n_first = calls["n"]
-    assert n_first > 0 and len(list((tmp_path/"activations").iterdir())) == 2          # prompts and exemplars
-    CAASteering.fit(tiny, data, "blocks.1.hook_resid_post", source="both", exemplars=ex)
-    again = KSteering.fit(tiny, data, "blocks.1.hook_resid_post", exemplars=ex, epochs=2, val_frac=0.0)
-    assert calls["n"] == n_first                                                          # nothing collected twice
-    assert again.typical_norm == first.typical_norm
-    KSteering.fit(tiny, data, "blocks.0.hook_resid_post", exemplars=ex, epochs=2, val_frac=0.0)
+    monkeypatch.setattr(tiny, "run_with_cache", counting)                                 # the bridge path
+    plain = hf_model(tiny).base_model.register_forward_pre_hook(lambda *a: calls.update(n=calls["n"] + 1))  # the plain one
+    try:
+        first = KSteering.fit(tiny, data, "blocks.1.hook_resid_post", exemplars=ex, epochs=2, val_frac=0.0)
+        n_first = calls["n"]
+        assert n_first > 0 and len(list((tmp_path/"activations").iterdir())) == 2      # prompts and exemplars
+        CAASteering.fit(tiny, data, "blocks.1.hook_resid_post", source="both", exemplars=ex)
+        again = KSteering.fit(tiny, data, "blocks.1.hook_resid_post", exemplars=ex, epochs=2, val_frac=0.0)
+        assert calls["n"] == n_first                                                      # nothing collected twice
+        assert again.typical_norm == first.typical_norm
+        KSteering.fit(tiny, data, "blocks.0.hook_resid_post", exemplars=ex, epochs=2, val_frac=0.0)
+    finally: plain.remove()
     assert calls["n"] > n_first                                                           # another hook: collected

@@ -181,7 +181,7 @@ def prompt_activations(model:TransformerBridge, # the language model
                        prompts:pd.DataFrame, # rows with question_id, label, prompt_text
                        hook_point:str, # where to read
                        labels:list[str], # label order
-                       batch_size:int=16,
+                       batch_size:int=32, # texts per forward pass (most share a long prefix that runs once)
                        cache:bool=True, # reuse activations collected before for the same model, texts and hook
                       ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     "Last-real-token activations of the chat-formatted prompts: (X [n, d], y [n], groups [n])."
@@ -195,7 +195,7 @@ def exemplar_activations(model:TransformerBridge, # the language model
                          exemplars:pd.DataFrame, # rows with label, question, text (an answer written in that style)
                          hook_point:str, # where to read
                          labels:list[str], # label order
-                         batch_size:int=8,
+                         batch_size:int=16, # texts per forward pass
                          cache:bool=True, # reuse activations collected before for the same model, texts and hook
                         ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, torch.Tensor]:
     "Activations of every answer token of each exemplar (chat-formatted as the assistant's reply): (X, y, groups, w)."
