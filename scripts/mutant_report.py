@@ -9,7 +9,7 @@ Categories of survivors (the first that matches):
 - device: `.to(device)` becomes `.to(None)`: the same on a one-device (CPU) run; CUDA runs exercise it.
 - efficiency: only what is computed changes, not the result (names_filter, stop_at_layer, length sorting whose order
   is restored, the shared-prefix KV cache of the scorer - its results are tested equal with and without it).
-- outside selection: the activation cache's lines, exercised only by tests/test_activations.py and nbs/03_activations,
+- outside selection: the activation cache's lines, exercised only by tests/test_activations.py and nbs/04_activations,
   which the mutation run does not select.
 - guarded: a line of the sparse matching solver (`_top_k` ... `_sparse_match`, and `match_features`' choice of path):
   every sparse answer is checked by an LP-duality certificate against the FULL cosine matrix, and anything the

@@ -3,7 +3,7 @@ import json, shutil
 import pytest, torch
 from interpwb.activations import collect_activations, ActivationStore, write_activation_store
 from interpwb.core import ArtifactError
-from interpwb.generation import hf_model, hf_site
+from interpwb.plain import hf_model, hf_site
 from interpwb.models import chat_prompt, tokenize
 from interpwb.testing import sample_texts
 

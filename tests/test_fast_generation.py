@@ -6,7 +6,8 @@ back through the bridge; seeded sampling is reproducible."""
 import gc, weakref
 import pytest, torch
 from interpwb.models import chat_prompt, tiny_model, tokenize
-from interpwb.generation import bridge_generation, generate_texts, hf_model, hf_site
+from interpwb.generation import bridge_generation, generate_texts
+from interpwb.plain import hf_model, hf_site
 from interpwb.steering.base import Steerer
 from interpwb.steering.classifier import train_classifier
 from interpwb.steering.ksteering import KSteering

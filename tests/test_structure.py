@@ -14,14 +14,14 @@ MODULES = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__
 # What each part of the package may import (besides itself): the architecture, bottom to top.
 LAYERS = {
     "core": [], "textstats": [], "ui": [],
-    "models": ["core"], "scoring": ["core"], "activations": ["core", "models"], "testing": ["core", "models"],
-    "generation": ["core", "models"],
-    "steering": ["core", "models", "generation", "activations", "scoring", "textstats", "ui"],
+    "models": ["core"], "scoring": ["core"], "testing": ["core", "models"],
+    "plain": ["core", "models"], "generation": ["core", "models", "plain"], "activations": ["core", "models", "plain"],
+    "steering": ["core", "models", "plain", "generation", "activations", "scoring", "textstats", "ui"],
     "sae": ["core", "models", "activations", "ui"],
     "rl": ["core", "models", "scoring", "textstats"],
     "model_diff": ["core", "models", "activations", "sae", "ui"],
     "simulators": ["core", "models", "scoring", "ui"],
-    "app": ["core", "models", "generation", "activations", "scoring", "textstats", "ui", "steering", "sae", "rl", "model_diff", "simulators"],
+    "app": ["core", "models", "plain", "generation", "activations", "scoring", "textstats", "ui", "steering", "sae", "rl", "model_diff", "simulators"],
 }
 WIDGET_MODULES = re.compile(r"^interpwb\.(ui|app\..*|\w+\.panel)$")  # the only places ipywidgets may be imported
 
