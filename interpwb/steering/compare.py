@@ -11,15 +11,17 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from scipy import stats
+import hashlib, json
 from ..core import atomic_path, check_choice, progress
 from .data import target_combinations
 from .base import Steerer
-from .evaluate import steering_scores
+from .evaluate import steering_scores, text_probs, continuation_perplexity
+from ..textstats import coherence, repetition_rate
 
 # %% auto #0
 __all__ = ['target_set_plan', 'with_lengths', 'compare_methods', 'signed_rank_p', 'comparison_table', 'steering_score',
            'aggregate_scores', 'success_vs_alpha_figure', 'attribute_heatmap_figure', 'method_comparison_figure',
-           'size_comparison_figure']
+           'size_comparison_figure', 'instruction_ceiling', 'recovery_table', 'recovery_figure']
 
 # %% ../../nbs/steering/08_compare.ipynb #78d39e1b
 def target_set_plan(labels:Sequence[str], # the steerable attributes
@@ -68,11 +70,12 @@ def _block_name(method:str, size:int, alpha:float, steps:int, direction:str="tow
 def with_lengths(results:pd.DataFrame, # with `base` and `steered` texts (e.g. from `compare_methods`, cached or not)
                  tokenizer, # the model's tokenizer
                 ) -> pd.DataFrame:
-    "Add the answer-length readings: base_tokens, steered_tokens and length_ratio (steered / unsteered, per prompt)."
+    "Add the answer-length readings: base_tokens, steered_tokens, length_ratio (steered / unsteered) and tokens_change, per prompt."
     n = lambda t: len(tokenizer(t if isinstance(t, str) else "", add_special_tokens=False)["input_ids"])
     out = results.copy()
     out["base_tokens"], out["steered_tokens"] = out.base.map(n), out.steered.map(n)
     out["length_ratio"] = out.steered_tokens / out.base_tokens.clip(lower=1)
+    out["tokens_change"] = out.steered_tokens - out.base_tokens
     return out
 
 # %% ../../nbs/steering/08_compare.ipynb #557290d4
@@ -264,4 +267,90 @@ def size_comparison_figure(results:pd.DataFrame, # from `compare_methods` (with 
                         name=m, marker_color=_COLORS[i % len(_COLORS)], showlegend=j == 0, legendgroup=m, row=1, col=j+1)
     fig.update_layout(barmode="group", title=title, height=420, yaxis_title="Δ P(targets), steered - unsteered")
     fig.update_xaxes(title_text="number of target attributes")
+    return fig
+
+# %% ../../nbs/steering/08_compare.ipynb #ced57044
+def instruction_ceiling(steerer:Steerer, # any steerer of the model: its UNSTEERED generation writes the instructed answers
+                        eval_classifier, # the evaluation classifier the comparison used
+                        results:pd.DataFrame, # from `compare_methods`: its one-target rows give prompts, targets and unsteered texts
+                        instructions:Mapping[str, str], # attribute -> instruction (e.g. `load_tonebank().attrs["instructions"]`)
+                        template:str="{instruction}\n{question}", # how an instruction joins a prompt (the benchmarks' own)
+                        text_judge=None, # the comparison's text judge, if it used one
+                        batch_size:int=8, # prompts per generate call
+                        cache:str|Path|None=None, # folder for the CSV; None = no caching
+                       ) -> pd.DataFrame:
+    "What asking does: each one-target prompt answered with the attribute's instruction, scored as a steered text (method 'instruction')."
+    one = results[results.n_targets == 1].drop_duplicates(["targets", "prompt"])
+    if one.empty: raise ValueError("instruction_ceiling needs one-target rows (n_targets == 1) in `results`.")
+    for t in one.targets.unique(): check_choice(t, sorted(instructions), "attribute with an instruction")
+    n_tok, gate = int(one.max_new_tokens.iloc[0]), float(one.max_ppl_ratio.iloc[0])
+    asked = {t: instructions[t] for t in sorted(one.targets.unique())}
+    settings = dict(max_new_tokens=n_tok, max_ppl_ratio=gate, template=template,
+                    instructions_sha=hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()[:16])
+    path = Path(cache)/f"instruction_tokens{n_tok}.csv" if cache else None
+    if path is not None and (hit := _read_block(path, one, settings)) is not None: return with_lengths(hit, steerer.model.tokenizer)
+    prompts, targets, base = list(one.prompt), list(one.targets), list(one.base)
+    texts = steerer.generate([template.format(instruction=asked[t], question=p) for t, p in zip(targets, prompts)], {},
+                             max_new_tokens=n_tok, batch_size=batch_size)
+    m, col = steerer.model, [list(eval_classifier.labels).index(t) for t in targets]
+    pb, ps = text_probs(eval_classifier, m, prompts, base), text_probs(eval_classifier, m, prompts, texts)  # the plain prompt
+    ppl_b, ppl_s = continuation_perplexity(m, prompts, base), continuation_perplexity(m, prompts, texts)
+    rows = np.arange(len(prompts))
+    df = pd.DataFrame(dict(method="instruction", n_targets=1, targets=targets, prompt=prompts, base=base, steered=texts,
+                           target_delta=ps[rows, col] - pb[rows, col], ppl_base=ppl_b, ppl_steered=ppl_s,
+                           ppl_ratio=ppl_s / ppl_b, repetition=[repetition_rate(x) for x in texts]))
+    df["coherent"] = coherence(texts, ppl_s, ppl_b, max_ppl_ratio=gate).coherent.to_numpy()
+    df["coherent_target_delta"] = np.where(df.coherent, df.target_delta.fillna(0), 0.0)
+    if text_judge is not None:
+        jb, js = text_judge.predict_proba(base), text_judge.predict_proba(texts)
+        jcol = [list(js.columns).index(t) for t in targets]
+        df["text_judge_delta"] = js.to_numpy()[rows, jcol] - jb.to_numpy()[rows, jcol]
+    df = df.assign(**settings)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp: df.to_csv(tmp, index=False)
+    return with_lengths(df, m.tokenizer)
+
+# %% ../../nbs/steering/08_compare.ipynb #92906373
+def recovery_table(results:pd.DataFrame, # `compare_methods` rows together with `instruction_ceiling` rows
+                   value:str="target_delta", # the reading: target_delta, coherent_target_delta, text_judge_delta, tokens_change
+                   n_boot:int=2000, # bootstrap resamples
+                   seed:int=0, # bootstrap seed
+                  ) -> pd.DataFrame:
+    "Per method and one-target set (and 'all'): its mean change, the instruction's on the same prompts, and the fraction recovered (95 % paired bootstrap)."
+    check_choice(value, list(results.columns), "reading")
+    one = results[results.n_targets == 1]
+    if "instruction" not in set(one.method): raise ValueError("recovery_table needs rows of method 'instruction' (from `instruction_ceiling`).")
+    ins = one[one.method == "instruction"].set_index(["targets", "prompt"])[value].rename("asked")
+    rng, out = np.random.default_rng(seed), []
+    for method, g in one[one.method != "instruction"].groupby("method", sort=False):
+        pairs = g.set_index(["targets", "prompt"])[value].rename("steered").to_frame().join(ins, how="inner").dropna()
+        groups = [(t, sub) for t, sub in pairs.groupby(level=0, sort=True)] + [("all", pairs)]
+        for targets, sub in groups:
+            strata = [s for _, s in sub.groupby(level=0, sort=False)]     # 'all' resamples within each target
+            sums = np.zeros((n_boot, 2))
+            for s in strata:
+                pick = rng.integers(0, len(s), (n_boot, len(s)))
+                sums += np.stack([s.steered.to_numpy()[pick].sum(1), s.asked.to_numpy()[pick].sum(1)], 1)
+            with np.errstate(divide="ignore", invalid="ignore"): boot = sums[:, 0] / sums[:, 1]
+            steered, asked = sub.steered.mean(), sub.asked.mean()
+            out.append(dict(method=method, targets=targets, n=len(sub), steered=steered, steered_se=sub.steered.sem(),
+                            asked=asked, asked_se=sub.asked.sem(), asked_p=signed_rank_p(sub.asked),
+                            recovered=steered / asked if asked != 0 else np.nan,
+                            recovered_lo=np.nanpercentile(boot, 2.5), recovered_hi=np.nanpercentile(boot, 97.5)))
+    return pd.DataFrame(out)
+
+# %% ../../nbs/steering/08_compare.ipynb #72e56175
+def recovery_figure(table:pd.DataFrame, # from `recovery_table`
+                    title:str="Steering's shift as a fraction of the instruction's (95 % bootstrap intervals)",
+                   ) -> go.Figure:
+    "Grouped bars: fraction recovered per target set (x) and method (colour), with the interval; 1 = as much as asking."
+    fig = go.Figure()
+    for i, (method, g) in enumerate(table.groupby("method", sort=False)):
+        fig.add_bar(x=list(g.targets), y=g.recovered, name=method, marker_color=_COLORS[i % len(_COLORS)],
+                    error_y=dict(type="data", symmetric=False, array=g.recovered_hi - g.recovered,
+                                 arrayminus=g.recovered - g.recovered_lo))
+    fig.add_hline(y=1, line_dash="dot", annotation_text="as much as asking")
+    fig.add_hline(y=0, line_color="#888")
+    fig.update_layout(title=title, barmode="group", yaxis_title="fraction of the instruction's shift", height=420)
     return fig
