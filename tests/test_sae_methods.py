@@ -7,7 +7,7 @@ import numpy as np, pytest, torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 from interpwb.sae.ensemble import SAEConfig, SAEEnsemble, SAEArchitecture, register_architecture, ARCHITECTURES
-from interpwb.sae.matching import match_features, cosine_matrix, mmcs, pairwise_mmcs
+from interpwb.sae.matching import match_features, cosine_matrix, mmcs, pairwise_mmcs, pw_mcc, feature_stability
 from interpwb.sae.mfr import mfr_penalty, mfr_warmup
 from interpwb.sae.trainer import SAETrainer, auxk_loss
 from interpwb.sae.train import train_saes
@@ -37,6 +37,41 @@ def test_pairwise_mmcs_is_the_matrix_of_pairwise_mmcs():
     mx = pairwise_mmcs(d, method="max")   # not symmetric: each direction is its own best-match mean
     assert mx[0, 1] == pytest.approx(cosine_matrix(d[0], d[1]).max(1).values.mean().item(), abs=1e-6)
     assert mx[1, 0] == pytest.approx(cosine_matrix(d[1], d[0]).max(1).values.mean().item(), abs=1e-6)
+
+def _scipy_matched(a, b):
+    "Cosines of the optimal one-to-one matching by SciPy's dense Hungarian, independently of interpwb's solver."
+    from scipy.optimize import linear_sum_assignment
+    c = (F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T).numpy()
+    r, k = linear_sum_assignment(-c)
+    return c[r, k]
+
+def test_the_trainers_pw_mcc_and_shared_fraction_are_those_of_its_dictionaries():
+    x, _ = make_synthetic(2048, d=16, n_features=32, kind="grouped", n_groups=4, n_active=3, seed=0)
+    ens, m = train_saes(x, n_saes=3, d_sae=24, k=3, steps=40, batch_size=256, seed=2, eval_every=20, dead_handling="none")
+    last = m[m.step == m.step.max()]
+    d = ens.dictionaries().detach().cpu()
+    pairs = [_scipy_matched(d[i], d[j]) for i, j in [(0, 1), (0, 2), (1, 2)]]
+    assert last.pw_mcc.nunique() == 1 and len(last) == 3                               # one value per step, on every SAE's row
+    assert last.pw_mcc.iloc[0] == pytest.approx(np.mean([c.mean() for c in pairs]), abs=1e-5)
+    assert last.shared_frac.iloc[0] == pytest.approx(np.mean([(c >= 0.7).mean() for c in pairs]), abs=1e-9)
+    assert last.pw_mcc.iloc[0] == pytest.approx(last.mmcs_pairs.mean(), abs=1e-5)       # the per-SAE means average to it
+    assert m[m.step == 19].pw_mcc.notna().all() and m[m.step == 0].pw_mcc.isna().all()  # only at evaluation steps
+
+def test_feature_stability_counts_one_to_one_partners_not_nearest_neighbours():
+    g = torch.Generator().manual_seed(0)
+    ref = F.normalize(torch.randn(6, 32, generator=g), dim=-1)
+    ref[1] = F.normalize(ref[0] + 0.5 * F.normalize(torch.randn(32, generator=g), dim=0), dim=0)   # close to feature 0
+    assert (ref[0] @ ref[1]).item() > 0.8
+    # SAE 1 has feature 0 but not feature 1: feature 1's NEAREST neighbour there is feature 0's copy (cosine > 0.8),
+    # its one-to-one partner is a random direction - so feature 1 must not count as shared with SAE 1
+    other = torch.cat([ref[[0]], F.normalize(torch.randn(1, 32, generator=g), dim=-1), ref[2:]])[torch.tensor([3, 1, 5, 0, 2, 4])]
+    st = feature_stability([ref, other, ref.flip(0)])
+    want = [_scipy_matched(ref, other), _scipy_matched(ref, ref.flip(0))]
+    assert st.shared_with.tolist() == [2, 1, 2, 2, 2, 2] and st.orphan.sum() == 0
+    assert cosine_matrix(ref, other)[1].max() > 0.8                                    # what a nearest-neighbour count would use
+    assert np.allclose(st.mean_cos.to_numpy(), (want[0] + want[1]) / 2, atol=1e-6)
+    assert pw_mcc([ref, other, ref.flip(0)])[0] == pytest.approx(np.mean([_scipy_matched(a, b).mean() for a, b in
+                                                                         [(ref, other), (ref, ref.flip(0)), (other, ref.flip(0))]]), abs=1e-6)
 
 # ---------- MFR ----------
 def test_mfr_raises_agreement_between_saes_at_fixed_seed_and_data():

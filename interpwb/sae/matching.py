@@ -6,6 +6,8 @@
 from __future__ import annotations
 from itertools import combinations
 import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
 import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
@@ -14,7 +16,8 @@ from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 from ..core import check_choice, check_number
 
 # %% auto #0
-__all__ = ['cosine_matrix', 'match_features', 'max_cosines', 'mmcs', 'pairwise_mmcs']
+__all__ = ['cosine_matrix', 'match_features', 'max_cosines', 'mmcs', 'matched_cosines', 'pairwise_mmcs', 'pw_mcc',
+           'feature_stability', 'stability_figure']
 
 # %% ../../nbs/sae/01_matching.ipynb #da29c07c
 def _rows(x, features_as:str="rows") -> torch.Tensor:
@@ -214,6 +217,12 @@ def mmcs(dict_a:torch.Tensor, # dictionary A, [n_a, d] (or [d, n_a] with feature
     if method == "max": return max_cosines(dict_a, dict_b, features_as).mean().item()
     return match_features(dict_a, dict_b, features_as)[2].mean().item()
 
+# %% ../../nbs/sae/01_matching.ipynb #cd4d1833
+def matched_cosines(dicts:torch.Tensor, # stacked dictionaries [n_dicts, n_features, d] (or a list of [n_i, d])
+                   ) -> dict[tuple[int, int], torch.Tensor]:
+    "{(i, j): the cosines of the Hungarian-matched feature pairs of dictionaries i and j} for every pair i < j."
+    return {(i, j): match_features(dicts[i], dicts[j])[2] for i, j in combinations(range(len(dicts)), 2)}
+
 # %% ../../nbs/sae/01_matching.ipynb #b6a63403
 def pairwise_mmcs(dicts:torch.Tensor, # stacked dictionaries [n_dicts, n_features, d] (or a list of [n_i, d])
                   method:str="hungarian", # "hungarian" or "max"
@@ -221,7 +230,53 @@ def pairwise_mmcs(dicts:torch.Tensor, # stacked dictionaries [n_dicts, n_feature
     "The symmetric [n_dicts, n_dicts] matrix of MMCS between every pair (1 on the diagonal)."
     n = len(dicts)
     out = np.eye(n)
+    matched = matched_cosines(dicts) if method == "hungarian" else {}
     for i, j in combinations(range(n), 2):
-        out[i, j] = mmcs(dicts[i], dicts[j], method=method)
-        out[j, i] = out[i, j] if method == "hungarian" else mmcs(dicts[j], dicts[i], method=method)
+        out[i, j] = matched[i, j].mean().item() if matched else mmcs(dicts[i], dicts[j], method=method)
+        out[j, i] = out[i, j] if matched else mmcs(dicts[j], dicts[i], method=method)
     return out
+
+# %% ../../nbs/sae/01_matching.ipynb #71ec09f9
+def pw_mcc(dicts:torch.Tensor, # stacked dictionaries [n_dicts, n_features, d] (or a list of [n_i, d]), at least 2
+           threshold:float=0.7, # a matched pair at or above this cosine counts as shared
+           matched:dict|None=None, # `matched_cosines(dicts)` if already computed
+          ) -> tuple[float, float]:
+    "(PW-MCC: mean over pairs of the mean Hungarian-matched cosine, mean over pairs of the fraction of matched pairs >= `threshold`)."
+    if len(dicts) < 2: raise ValueError(f"PW-MCC compares pairs of dictionaries; got {len(dicts)}.")
+    cos = list((matched if matched is not None else matched_cosines(dicts)).values())
+    return float(np.mean([c.mean().item() for c in cos])), float(np.mean([(c >= threshold).float().mean().item() for c in cos]))
+
+# %% ../../nbs/sae/01_matching.ipynb #99424476
+def feature_stability(dictionaries:torch.Tensor, # stacked dictionaries [n_saes, n_features, d] (or a list of [n_i, d]), at least 2
+                      threshold:float=0.7, # a one-to-one partner at or above this cosine counts as a match
+                      reference:int=0, # whose features are rows of the table
+                     ) -> pd.DataFrame:
+    "Per feature of the reference SAE: in how many other SAEs its Hungarian partner has cosine >= `threshold`, its mean matched cosine, orphan or not."
+    n = len(dictionaries)
+    if n < 2: raise ValueError(f"feature_stability compares a reference SAE with others; got {n} dictionar{'y' if n == 1 else 'ies'}.")
+    check_number(reference, "reference", low=0, high=n - 1, integer=True)
+    ref, others = dictionaries[reference], [i for i in range(n) if i != reference]
+    cos = np.full((len(ref), len(others)), np.nan)              # NaN: no partner (the other dictionary is smaller)
+    for j, o in enumerate(others):
+        ia, _, c = match_features(ref, dictionaries[o]); cos[ia.numpy(), j] = c.numpy()
+    shared = (cos >= threshold).sum(1)
+    out = pd.DataFrame(dict(feature=np.arange(len(ref)), shared_with=shared, of=len(others),
+                            mean_cos=np.nanmean(np.where(np.isnan(cos), 0.0, cos), 1), orphan=shared == 0))
+    for j, o in enumerate(others): out[f"cos_sae{o}"] = cos[:, j]
+    out.attrs.update(threshold=threshold, reference=reference, n_saes=n)
+    return out
+
+# %% ../../nbs/sae/01_matching.ipynb #a2cb8ca8
+def stability_figure(tables:pd.DataFrame|dict, # from `feature_stability`, or {name: table} to compare (e.g. with and without MFR)
+                     title:str="In how many of the other SAEs does each feature come back?",
+                    ) -> go.Figure:
+    "Bars: the number of reference features shared with k of the other SAEs, k = 0 (orphans) ... N-1."
+    tables = {"features": tables} if isinstance(tables, pd.DataFrame) else dict(tables)
+    fig = go.Figure()
+    for name, t in tables.items():
+        counts = np.bincount(t.shared_with, minlength=int(t.of.iloc[0]) + 1)
+        fig.add_bar(x=[f"{k} of {int(t.of.iloc[0])}" for k in range(len(counts))], y=counts, name=name)
+    thr = next(iter(tables.values())).attrs.get("threshold", "?")
+    fig.update_layout(title=title, barmode="group", xaxis_title=f"other SAEs with a partner at cosine >= {thr}",
+                      yaxis_title="features of the reference SAE", height=380)
+    return fig

@@ -106,7 +106,7 @@ def train_saes(source, # activations: tensor [n, d], ActivationStore, or iterato
             ev = tr.eval_metrics() if ((t + 1) % tr.eval_every == 0 or last) else {}
             for i in range(cfg.n_saes):
                 rows.append({key: (v[i] if isinstance(v, np.ndarray) else v) for key, v in res.items()} |
-                            {key: v[i] for key, v in ev.items()} | dict(seed=cfg.seed, mfr_alpha=cfg.mfr_alpha))
+                            {key: (v[i] if isinstance(v, np.ndarray) else v) for key, v in ev.items()} | dict(seed=cfg.seed, mfr_alpha=cfg.mfr_alpha))
         if on_step is not None: on_step(t, res)
         if checkpoint_dir is not None and rank == 0 and ((t + 1) % every == 0 or last):
             save_checkpoint(checkpoint_dir, tr, pd.DataFrame(rows))

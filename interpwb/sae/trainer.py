@@ -12,11 +12,11 @@ import torch.distributed as dist
 from fastcore.basics import patch
 from ..core import check_choice, Config
 from .ensemble import SAEConfig, SAEEnsemble, ARCHITECTURES
-from .matching import mmcs, pairwise_mmcs
+from .matching import mmcs, pairwise_mmcs, matched_cosines, pw_mcc
 from .mfr import MFRPenalty
 
 # %% auto #0
-__all__ = ['lr_factor', 'reinit_scores', 'auxk_loss', 'TrainConfig', 'SAETrainer']
+__all__ = ['SHARED_COSINE', 'lr_factor', 'reinit_scores', 'auxk_loss', 'TrainConfig', 'SAETrainer']
 
 # %% ../../nbs/sae/04_trainer.ipynb #d6cd70e0
 def lr_factor(step:int, # training step (0-based)
@@ -260,15 +260,22 @@ def step(self:SAETrainer, x:torch.Tensor, # this process's shard of the global b
     return res
 
 # %% ../../nbs/sae/04_trainer.ipynb #05771e64
+SHARED_COSINE = 0.7  # a matched pair of features at or above this cosine counts as shared (the `shared_frac` metric)
+
 @patch
 def eval_metrics(self:SAETrainer) -> dict:
-    "Pairwise MMCS (mean over the other SAEs) and MMCS to the true features when known, per SAE."
+    "Per SAE: pairwise MMCS (mean over the others) and MMCS to the true features when known; for 2+ SAEs also PW-MCC and the shared fraction."
     dicts = self.ens.dictionaries().cpu()
     n = len(dicts)
     out = {}
     if n > 1:
-        pm = pairwise_mmcs(dicts, self.train_cfg.mmcs_method)
+        matched = matched_cosines(dicts)              # one Hungarian matching per pair, for every pairwise reading
+        if self.train_cfg.mmcs_method == "hungarian":
+            pm = np.eye(n)
+            for (i, j), c in matched.items(): pm[i, j] = pm[j, i] = c.mean().item()
+        else: pm = pairwise_mmcs(dicts, self.train_cfg.mmcs_method)
         out["mmcs_pairs"] = (pm.sum(1) - 1) / (n - 1)
+        out["pw_mcc"], out["shared_frac"] = pw_mcc(dicts, SHARED_COSINE, matched)
     if self.true_features is not None:
         out["mmcs_to_truth"] = np.array([mmcs(dicts[i], self.true_features, method=self.train_cfg.mmcs_method) for i in range(n)])
     return out
