@@ -5,15 +5,18 @@
 # %% ../../nbs/steering/02_base.ipynb #711496df
 from __future__ import annotations
 import contextlib, math
+import numpy as np
 import torch
+import torch.nn.functional as F
 from transformer_lens.model_bridge import TransformerBridge
 from fastcore.basics import patch
 from ..core import check_choice, check_number
 from ..models import chat_prompt, find_hook, layer_of
 from ..generation import generate_texts
+from ..scoring import continuation_ids
 
 # %% auto #0
-__all__ = ['weights_from', 'Steerer']
+__all__ = ['CALIBRATION_PROMPTS', 'weights_from', 'Steerer']
 
 # %% ../../nbs/steering/02_base.ipynb #7d476db0
 def weights_from(labels:list[str], # the known attributes
@@ -145,7 +148,7 @@ def steering(self:Steerer,
 def generate(self:Steerer,
              prompts:list[str]|str, # user messages (or raw texts with chat=False)
              weights:dict[str, float]|None=None, # {attribute: weight in [-1, 1]}; None/{} = unsteered
-             alpha:float|None=None, # strength; None = the method's default
+             alpha:float|None=None, # strength; None = the method's default (or the one `kl` asks for)
              max_new_tokens:int=48, # tokens to generate
              steps:int=1, decay:float=1.0, # Algorithm 1's steps and decay
              positions:str="all", # "all", "prompt" or "generated"
@@ -155,10 +158,85 @@ def generate(self:Steerer,
              chat:bool=True, # wrap prompts in the chat template
              do_sample:bool=False, # greedy by default
              seed:int=0, # used when sampling
+             kl:float|None=None, # strength in nats per generated token instead of alpha (calibrated by `alpha_for`)
              **kw, # targets=/avoid= alternatives to weights
             ) -> list[str]:
     "Generate a continuation of each prompt with steering active; returns the new text only."
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    if kl is not None:
+        if alpha is not None: raise ValueError(f"Give the strength as alpha or as kl, not both (alpha={alpha}, kl={kl}).")
+        w = weights_from(self.labels, weights, **kw)
+        weights, kw = {l: float(v) for l, v in zip(self.labels, w.tolist()) if v}, {}
+        alpha = self.alpha_for(weights, kl, steps=steps, decay=decay, positions=positions, layers=layers, avoid_only=avoid_only)
     texts = [chat_prompt(self.model, p) if chat else p for p in prompts]
     steer = lambda mask: self.steering(weights, alpha, steps, decay, positions, layers, avoid_only, attention_mask=mask, **kw)
     return generate_texts(self.model, texts, max_new_tokens, batch_size, do_sample, seed, steer=steer)
+
+# %% ../../nbs/steering/02_base.ipynb #0efbe2e8
+@patch
+@torch.no_grad()
+def measure_kl(self:Steerer,
+               prompts:list[str], # user messages (or raw texts with chat=False)
+               weights:dict[str, float], # the steering request
+               alpha:float|None=None, # strength; None = the method's default
+               max_new_tokens:int=16, # steered tokens generated per prompt (the positions measured)
+               chat:bool=True, # wrap prompts in the chat template
+               batch_size:int=8, # prompts per generate call
+               **steer_kw, # steps, decay, positions, layers, avoid_only (as in `generate`)
+              ) -> np.ndarray:
+    "Per prompt: the mean over its steered continuation's tokens of KL(steered || unsteered) next-token distributions, in nats."
+    texts = self.generate(prompts, weights, alpha, max_new_tokens, batch_size=batch_size, chat=chat, **steer_kw)
+    out = []
+    for p, t in zip(prompts, texts):
+        ids, start = continuation_ids(self.model.tokenizer, chat_prompt(self.model, p) if chat else p, t)
+        if start >= len(ids): out.append(np.nan); continue
+        toks, prompt_mask = torch.tensor([ids], device=self.model.cfg.device), torch.ones(1, start, dtype=torch.long)
+        with self.steering(weights, alpha, attention_mask=prompt_mask, **steer_kw): steered = self.model(toks)[0, start - 1:-1]
+        plain = self.model(toks)[0, start - 1:-1]
+        ls, lu = F.log_softmax(steered.float(), -1), F.log_softmax(plain.float(), -1)
+        out.append((ls.exp() * (ls - lu)).sum(-1).mean().item())
+    return np.array(out)
+
+# %% ../../nbs/steering/02_base.ipynb #93c3b54d
+CALIBRATION_PROMPTS = ["How do I boil an egg?", "What should I pack for a weekend trip?",
+                       "Why do leaves change colour in autumn?", "How can I sleep better?",
+                       "What is a good way to start learning a new language?", "How does a bicycle stay upright?",
+                       "How do I get a stain out of a shirt?", "What should I think about before adopting a dog?",
+                       "Why does bread go stale?", "How can I save money on groceries?"]
+
+@patch
+def alpha_for(self:Steerer,
+              weights:dict[str, float], # the steering request
+              kl:float, # target: mean KL(steered || unsteered) per generated token, in nats
+              prompts:list[str]|None=None, # calibration prompts (None = `CALIBRATION_PROMPTS`)
+              max_new_tokens:int=16, # tokens generated per prompt while calibrating
+              rtol:float=0.1, # stop when the measured KL is within this fraction of `kl`
+              max_evals:int=12, # KL measurements at most (each generates once per prompt)
+              **steer_kw, # steps, decay, positions, layers, avoid_only (as in `generate`)
+             ) -> float:
+    "The alpha whose mean per-token KL on `prompts` is `kl` (within `rtol`), by doubling then geometric bisection; cached."
+    check_number(kl, "kl", low=0, low_open=True); check_number(rtol, "rtol", low=0, low_open=True)
+    w = weights_from(self.labels, weights)
+    if not (w != 0).any(): raise ValueError("alpha_for needs a non-empty steering request: with no weights nothing changes (KL 0).")
+    prompts = list(CALIBRATION_PROMPTS if prompts is None else prompts)
+    key = (tuple(w.tolist()), float(kl), tuple(prompts), max_new_tokens, float(rtol), tuple(sorted(steer_kw.items(), key=str)))
+    cache = self.__dict__.setdefault("_alphas_for_kl", {})
+    if key in cache: return cache[key]
+    curve = []
+    def measured(alpha):
+        curve.append((alpha, float(np.nanmean(self.measure_kl(prompts, weights, alpha, max_new_tokens, **steer_kw)))))
+        return curve[-1][1]
+    lo, hi = 0.0, self.default_alpha * (1.0 if self.alpha_mode == "relative" else self.typical_norm)
+    while measured(hi) < kl:
+        if len(curve) >= max_evals:
+            raise ValueError(f"{self.method}: KL {curve[-1][1]:.3g} nats/token at alpha {hi:g} is still below the target {kl}; "
+                             f"ask for less, or raise max_evals.")
+        lo, hi = hi, hi * 2
+    while abs(curve[-1][1] - kl) > rtol * kl and len(curve) < max_evals:
+        mid = math.sqrt(lo * hi) if lo > 0 else hi / 2
+        if measured(mid) < kl: lo = mid
+        else: hi = mid
+    best = min(curve, key=lambda c: abs(c[1] - kl))[0]
+    self.kl_calibration = curve            # [(alpha, measured KL)] of the last calibration, for a look
+    cache[key] = best
+    return best
