@@ -14,12 +14,13 @@ from IPython.display import display
 from fastcore.basics import patch
 from ..core import check_choice, progress
 from ..ui import Panel, show_figure
+from plotly.subplots import make_subplots
 from .matching import cosine_matrix, match_features, max_cosines
 from .features import top_activating_examples, summarize_examples
 
 # %% auto #0
 __all__ = ['matched_frame', 'shared_count', 'matched_curve_figure', 'matched_histogram_figure', 'matched_heatmap_figure',
-           'truth_scatter_figure', 'OverlapPanel']
+           'truth_scatter_figure', 'OverlapPanel', 'TrainingMonitor']
 
 # %% ../../nbs/sae/10_panel.ipynb #4cc67cd2
 def matched_frame(dict_a:torch.Tensor, # [n_a, d] features as rows
@@ -252,3 +253,57 @@ def from_artifacts(cls:OverlapPanel, model, # the language model the SAEs read (
                   ) -> OverlapPanel:
     "An `OverlapPanel` over an ensemble with precomputed examples (what the workbench caches)."
     return cls.from_ensemble(ensemble, names=names, examples=examples, **kwargs)
+
+# %% ../../nbs/sae/10_panel.ipynb #e4051d24
+class TrainingMonitor:
+    "Live plots of an SAE run (MSE, L0, dead fraction per SAE; PW-MCC and shared fraction): pass `update` as `train_saes(on_step=...)`."
+    def __init__(self, every:int=10, # redraw every this many steps (and at every evaluation)
+                 title:str="SAE training"):
+        self.every, self.title, self.rows, self.evals = max(1, int(every)), title, [], []
+        self.status = W.HTML("<i>waiting for the first step</i>")
+        self.out = W.Output(layout=W.Layout(min_height="520px"))
+        self.widget = W.VBox([self.status, self.out])
+
+    def _ipython_display_(self): display(self.widget)
+
+# %% ../../nbs/sae/10_panel.ipynb #d5ddee3c
+@patch
+def update(self:TrainingMonitor, step:int, # the step just taken
+           metrics:dict, # that step's metrics (per-SAE arrays and scalars), as `train_saes` passes them
+          ):
+    "Record one step's metrics; redraw every `every` steps and whenever an evaluation (PW-MCC) arrived."
+    per_sae = {k: np.asarray(metrics[k], float) for k in ("mse", "l0", "dead_frac") if k in metrics}
+    self.rows.append(dict(step=step, **{k: v.tolist() for k, v in per_sae.items()}))
+    evaluated = "pw_mcc" in metrics
+    if evaluated: self.evals.append(dict(step=step, pw_mcc=float(metrics["pw_mcc"]), shared_frac=float(metrics["shared_frac"])))
+    if evaluated or step % self.every == 0:
+        show_figure(self.out, self.figure())
+        last = self.evals[-1] if self.evals else None
+        self.status.value = (f"step {step}: MSE {np.mean(per_sae.get('mse', [np.nan])):.4g}, L0 {np.mean(per_sae.get('l0', [np.nan])):.1f}, "
+                             f"dead {np.mean(per_sae.get('dead_frac', [np.nan])):.1%}"
+                             + (f"; PW-MCC {last['pw_mcc']:.3f}, shared {last['shared_frac']:.1%} (step {last['step']})" if last else ""))
+
+# %% ../../nbs/sae/10_panel.ipynb #8c829274
+@patch
+def figure(self:TrainingMonitor) -> go.Figure:
+    "The four panels from what was recorded so far: MSE, L0 and dead fraction per SAE, PW-MCC and shared fraction."
+    fig = make_subplots(2, 2, subplot_titles=("reconstruction MSE", "L0 (active latents per input)", "dead fraction",
+                                               "agreement between SAEs"), vertical_spacing=0.14)
+    steps = [r["step"] for r in self.rows]
+    for (name, row, col) in (("mse", 1, 1), ("l0", 1, 2), ("dead_frac", 2, 1)):
+        if not self.rows or name not in self.rows[0]: continue
+        vals = np.array([r[name] for r in self.rows])
+        for i in range(vals.shape[1]):
+            fig.add_scatter(x=steps, y=vals[:, i], mode="lines", name=f"SAE {i}", legendgroup=f"SAE {i}",
+                            showlegend=name == "mse", line=dict(color=_SAE_COLORS[i % len(_SAE_COLORS)]), row=row, col=col)
+    if self.evals:
+        e = pd.DataFrame(self.evals)
+        fig.add_scatter(x=e.step, y=e.pw_mcc, mode="lines+markers", name="PW-MCC", line=dict(color="black"), row=2, col=2)
+        fig.add_scatter(x=e.step, y=e.shared_frac, mode="lines+markers", name="shared (cos >= 0.7)",
+                        line=dict(color="#888", dash="dot"), row=2, col=2)
+    fig.update_yaxes(type="log", row=1, col=1); fig.update_yaxes(range=[0, 1], row=2, col=2)
+    fig.update_xaxes(title_text="step", row=2)
+    fig.update_layout(title=self.title, height=520, margin=dict(t=70))
+    return fig
+
+_SAE_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]

@@ -74,7 +74,7 @@ def train_saes(source, # activations: tensor [n, d], ActivationStore, or iterato
                resume:bool=True, # continue from checkpoint_dir's latest checkpoint
                device:str|torch.device|None=None, # default: get_device()
                meta:dict|None=None, # recorded in the SAE config (model, hook_point, ...)
-               on_step:Callable|None=None, # called after every step as on_step(step, metrics dict of that step)
+               on_step:Callable|None=None, # called after every step as on_step(step, that step's metrics; evaluations too when made), e.g. `TrainingMonitor.update`
                **overrides, # TrainConfig fields (n_saes=, d_sae=, k=, mfr_alpha=, steps=, lr=, ...)
               ) -> tuple[SAEEnsemble, pd.DataFrame]:
     "Train `cfg.n_saes` SAEs at once (optionally with MFR); returns (ensemble, per-step metrics DataFrame)."
@@ -101,13 +101,13 @@ def train_saes(source, # activations: tensor [n, d], ActivationStore, or iterato
         if len(x) % world: raise ValueError(f"Batch {t} has {len(x)} rows, not divisible by {world} processes.")
         shard = len(x) // world
         res = tr.step(x[rank*shard:(rank+1)*shard], batch_index=t)
-        last = t == cfg.steps - 1
+        last, ev = t == cfg.steps - 1, {}
         if t % cfg.log_every == 0 or last or (t + 1) % tr.eval_every == 0:
             ev = tr.eval_metrics() if ((t + 1) % tr.eval_every == 0 or last) else {}
             for i in range(cfg.n_saes):
                 rows.append({key: (v[i] if isinstance(v, np.ndarray) else v) for key, v in res.items()} |
                             {key: (v[i] if isinstance(v, np.ndarray) else v) for key, v in ev.items()} | dict(seed=cfg.seed, mfr_alpha=cfg.mfr_alpha))
-        if on_step is not None: on_step(t, res)
+        if on_step is not None: on_step(t, res | ev)       # with pw_mcc, mmcs_pairs, ... on evaluation steps
         if checkpoint_dir is not None and rank == 0 and ((t + 1) % every == 0 or last):
             save_checkpoint(checkpoint_dir, tr, pd.DataFrame(rows))
         if world > 1 and checkpoint_dir is not None and ((t + 1) % every == 0 or last): dist.barrier()

@@ -317,7 +317,7 @@ def recovery_table(results:pd.DataFrame, # `compare_methods` rows together with 
                    n_boot:int=2000, # bootstrap resamples
                    seed:int=0, # bootstrap seed
                   ) -> pd.DataFrame:
-    "Per method and one-target set (and 'all'): its mean change, the instruction's on the same prompts, and the fraction recovered (95 % paired bootstrap)."
+    "Per method and one-target set (and 'all' pooled, if several): its mean change, the instruction's on the same prompts, and the fraction recovered (95 % paired bootstrap)."
     check_choice(value, list(results.columns), "reading")
     one = results[results.n_targets == 1]
     if "instruction" not in set(one.method): raise ValueError("recovery_table needs rows of method 'instruction' (from `instruction_ceiling`).")
@@ -325,7 +325,8 @@ def recovery_table(results:pd.DataFrame, # `compare_methods` rows together with 
     rng, out = np.random.default_rng(seed), []
     for method, g in one[one.method != "instruction"].groupby("method", sort=False):
         pairs = g.set_index(["targets", "prompt"])[value].rename("steered").to_frame().join(ins, how="inner").dropna()
-        groups = [(t, sub) for t, sub in pairs.groupby(level=0, sort=True)] + [("all", pairs)]
+        groups = [(t, sub) for t, sub in pairs.groupby(level=0, sort=True)]
+        if len(groups) > 1: groups.append(("all", pairs))               # pooled, when there is more than one target
         for targets, sub in groups:
             strata = [s for _, s in sub.groupby(level=0, sort=False)]     # 'all' resamples within each target
             sums = np.zeros((n_boot, 2))
@@ -343,6 +344,7 @@ def recovery_table(results:pd.DataFrame, # `compare_methods` rows together with 
 # %% ../../nbs/steering/08_compare.ipynb #72e56175
 def recovery_figure(table:pd.DataFrame, # from `recovery_table`
                     title:str="Steering's shift as a fraction of the instruction's (95 % bootstrap intervals)",
+                    y_range:tuple|None=(-1.5, 3.0), # the axis (intervals of targets that asking barely moves run far past it)
                    ) -> go.Figure:
     "Grouped bars: fraction recovered per target set (x) and method (colour), with the interval; 1 = as much as asking."
     fig = go.Figure()
@@ -352,5 +354,6 @@ def recovery_figure(table:pd.DataFrame, # from `recovery_table`
                                  arrayminus=g.recovered - g.recovered_lo))
     fig.add_hline(y=1, line_dash="dot", annotation_text="as much as asking")
     fig.add_hline(y=0, line_color="#888")
-    fig.update_layout(title=title, barmode="group", yaxis_title="fraction of the instruction's shift", height=420)
+    fig.update_layout(title=title, barmode="group", yaxis_title="fraction of the instruction's shift", height=420,
+                      yaxis_range=list(y_range) if y_range else None)
     return fig
