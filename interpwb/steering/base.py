@@ -182,10 +182,12 @@ def measure_kl(self:Steerer,
                max_new_tokens:int=16, # steered tokens generated per prompt (the positions measured)
                chat:bool=True, # wrap prompts in the chat template
                batch_size:int=8, # prompts per generate call
+               texts:list[str]|None=None, # the steered continuations if already generated with these settings (not generated again)
                **steer_kw, # steps, decay, positions, layers, avoid_only (as in `generate`)
               ) -> np.ndarray:
     "Per prompt: the mean over its steered continuation's tokens of KL(steered || unsteered) next-token distributions, in nats."
-    texts = self.generate(prompts, weights, alpha, max_new_tokens, batch_size=batch_size, chat=chat, **steer_kw)
+    if texts is None: texts = self.generate(prompts, weights, alpha, max_new_tokens, batch_size=batch_size, chat=chat, **steer_kw)
+    elif len(texts) != len(prompts): raise ValueError(f"Got {len(texts)} texts for {len(prompts)} prompts.")
     out = []
     for p, t in zip(prompts, texts):
         ids, start = continuation_ids(self.model.tokenizer, chat_prompt(self.model, p) if chat else p, t)
