@@ -60,7 +60,7 @@ PROFILES = {
     "full": {"Steering": dict(n_questions=100), "Overlap": dict(n_saes=3, d_sae=1024, k=16, steps=300, max_texts=400),
              "Diff": dict(n_texts=64, n_layers=1, steps=200, tuned=dict(steps=15)), "Simulators": dict(levels=range(2, 7), seeds=range(2))},
     "quick": {"Steering": dict(n_questions=20, source="prompts"),
-              "Overlap": dict(n_saes=2, d_sae=256, k=8, steps=60, max_texts=80), "Diff": dict(n_texts=16, n_layers=1, steps=40,
+              "Overlap": dict(n_saes=3, d_sae=256, k=8, steps=60, max_texts=80), "Diff": dict(n_texts=16, n_layers=1, steps=40,
                                                                     tuned=dict(steps=3, prompts_per_step=2, group_size=2)),
               "Simulators": dict(levels=(2, 3, 4), seeds=(0,))},
 }

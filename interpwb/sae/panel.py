@@ -15,7 +15,7 @@ from fastcore.basics import patch
 from ..core import check_choice, progress
 from ..ui import Panel, show_figure
 from plotly.subplots import make_subplots
-from .matching import cosine_matrix, match_features, max_cosines
+from .matching import cosine_matrix, match_features, max_cosines, feature_stability, stability_figure
 from .features import top_activating_examples, summarize_examples
 
 # %% auto #0
@@ -116,6 +116,7 @@ class OverlapPanel(Panel):
                  threshold:float=0.7, # initial sharing threshold
                  table_rows:int=15, # matched pairs listed in the table
                  heatmap_size:int=40, # features in the heatmap
+                 groups:dict[str, list[str]]|None=None, # e.g. {"MFR": [...], "no MFR": [...]}: stability per group (None = all SAEs)
                 ):
         if len(dictionaries) < 2: raise ValueError(f"OverlapPanel needs at least two dictionaries; got {len(dictionaries)}.")
         self.dicts = {str(k): torch.as_tensor(v).detach().float().cpu() for k, v in dictionaries.items()}
@@ -129,6 +130,9 @@ class OverlapPanel(Panel):
             if true_features.ndim != 2 or true_features.shape[1] != d_in:
                 raise ValueError(f"true_features must be [n_true, {d_in}]; got {tuple(true_features.shape)}.")
         self.truth, self.table_rows, self.heatmap_size, self._matched = true_features, table_rows, heatmap_size, {}
+        self.groups = {str(g): [str(n) for n in ns] for g, ns in (groups or {"all SAEs": list(self.dicts)}).items()}
+        for ns in self.groups.values():
+            for n in ns: check_choice(n, self.dicts, "SAE in a group")
         self.examples = {k: summarize_examples(v) for k, v in examples.items()} if isinstance(examples, dict) else examples
         names = list(self.dicts)
         self.help_html = W.HTML(f"<span style='color:#555'>{_HELP}</span>")
@@ -140,13 +144,16 @@ class OverlapPanel(Panel):
         self.table_order = W.ToggleButtons(options=["most similar", "least similar"], value="most similar", description="table")
         self.count = W.HTML()
         self.main_out, self.hist_out, self.truth_out, self.table_out = W.Output(), W.Output(), W.Output(), W.Output()
+        self.stab_count, self.stab_out, self.orphans_out = W.HTML(), W.Output(), W.Output()
         self.figures: dict[str, go.Figure] = {}
         for w in (self.sae_a, self.sae_b, self.view): w.observe(self._on_pair, names="value")
         self.threshold.observe(self._on_threshold, names="value")
         self.table_order.observe(lambda _: self._render_table(), names="value")
         self.widget = W.VBox([self.help_html, W.HBox([self.sae_a, self.sae_b]), W.HBox([self.threshold, self.count]),
                               self.view, W.HBox([self.main_out, self.hist_out]), self.truth_out,
-                              self.table_order, self.table_out])
+                              self.table_order, self.table_out,
+                              W.HTML("<b>Across all SAEs: which features come back in every one?</b>"), self.stab_count,
+                              self.stab_out, self.orphans_out])
         self.widget.add_class("interpwb-overlap-panel")
         self._on_pair()
 
@@ -188,6 +195,42 @@ def _on_threshold(self:OverlapPanel, change=None):
     if self.view.value == "sorted curve":
         self.figures["main"] = matched_curve_figure(m.cos, t, names); show_figure(self.main_out, self.figures["main"])
     self._render_table()
+    self._render_stability()
+
+# %% ../../nbs/sae/10_panel.ipynb #811f51fa
+@patch
+def stability(self:OverlapPanel) -> dict[str, pd.DataFrame]:
+    "`feature_stability` per group at the current threshold; the reference is SAE A if in the group, else the group's first SAE."
+    out = {}
+    for g, names in self.groups.items():
+        if len(names) < 3: continue
+        ref = self.sae_a.value if self.sae_a.value in names else names[0]
+        order = [ref] + [n for n in names if n != ref]
+        key = (g, ref, round(self.threshold.value, 4))
+        if key not in self._matched: self._matched[key] = feature_stability([self.dicts[n] for n in order], self.threshold.value)
+        out[f"{g} (reference {ref})"] = self._matched[key]
+    return out
+
+@patch
+def _render_stability(self:OverlapPanel):
+    "Redraw the 'shared by k of N' bars and the reference SAE's orphan features."
+    tabs = self.stability()
+    self.orphans_out.clear_output(wait=True)
+    if not tabs:
+        self.stab_out.clear_output()
+        self.stab_count.value = "<i>Needs three or more SAEs (in one group) to count how many share each feature.</i>"
+        return
+    self.figures["stability"] = stability_figure(tabs, title=f"Features shared with k of the other SAEs (cos ≥ {self.threshold.value:.2f})")
+    show_figure(self.stab_out, self.figures["stability"])
+    self.stab_count.value = f"At cos ≥ {self.threshold.value:.2f}: " + "; ".join(
+        f"{g}: <b>{int(t.orphan.sum())} orphan</b> and {int((t.shared_with == t.of).sum())} in every other SAE, of {len(t)}"
+        for g, t in tabs.items())
+    name, t = next(iter(tabs.items()))
+    ref = name.rsplit("(reference ", 1)[1].rstrip(")")
+    orphans = t[t.orphan].sort_values("mean_cos").head(self.table_rows)
+    table = pd.DataFrame({f"{ref} orphan feature": orphans.feature.values, "mean matched cos": orphans.mean_cos.round(3).values,
+                          **self._example_columns(ref, orphans.feature.values)})
+    with self.orphans_out: display(W.HTML(_TABLE_CSS + table.to_html(index=False, escape=True, border=0, classes="interpwb-table")))
 
 # %% ../../nbs/sae/10_panel.ipynb #c8e73545
 _TABLE_CSS = ("<style>.interpwb-table{border-collapse:collapse;font-size:12px}.interpwb-table th,.interpwb-table td"
