@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 from fastcore.basics import patch
 from ..ui import Panel, show_figure
 from .classifier import AttributeClassifier
-from .base import Steerer
+from .base import Steerer, CALIBRATION_PROMPTS
 from .evaluate import text_probs
 
 # %% auto #0
@@ -54,27 +54,35 @@ class SteeringPanel(Panel):
                                          layout=W.Layout(width="340px")) for l in steerer.labels}
         self.alpha = W.FloatSlider(value=steerer.default_alpha, min=0.0, max=max_alpha, step=0.05, description="strength",
                                    continuous_update=False, style={"description_width": "120px"}, layout=W.Layout(width="340px"))
+        self.unit = W.ToggleButtons(options=["alpha", "nats/token"], value="alpha", description="strength in",
+                                    style={"description_width": "120px", "button_width": "90px"})
+        self.strength_note = W.HTML("")
+        self.max_alpha, self.used_alpha, self.measured_kl = max_alpha, None, None
+        self.calibration = dict(prompts=CALIBRATION_PROMPTS[:4], max_new_tokens=12)   # `alpha_for` settings in nats mode
         self.steps = W.IntSlider(value=1, min=1, max=4, description="steps", continuous_update=False,
                                  style={"description_width": "120px"}, layout=W.Layout(width="340px"))
         self.prompt = W.Textarea(value=prompt, description="prompt", layout=W.Layout(width="95%", height="60px"))
         self.button = W.Button(description="Generate", button_style="primary", icon="play")
         self.status = W.HTML("")
         self.help_html = W.HTML("<i>Slide right for more of an attribute, left for less; strength is the push size as a "
-                           "fraction of the typical activation norm; press Generate (greedy, "
-                           f"{max_new_tokens} new tokens).</i>")
+                           "fraction of the typical activation norm, or (strength in nats/token) the disturbance asked for: "
+                           "the mean KL between steered and unsteered next-token distributions, calibrated once per setting; "
+                           f"press Generate (greedy, {max_new_tokens} new tokens).</i>")
         self.base_html, self.steered_html = W.HTML(), W.HTML()
         self.chart = W.Output()
         self.texts = {"base": None, "steered": None}; self.probs = {"base": None, "steered": None}
         self.generation, self._done, self._thread, self._base_cache = 0, 0, None, {}
         self.error = None
         for w in [*self.sliders.values(), self.alpha, self.steps, self.prompt]: w.observe(self._stale, names="value")
+        self.unit.observe(self._on_unit, names="value")
         self.button.on_click(self._clicked)
         box = lambda title, w: W.VBox([W.HTML(f"<b>{title}</b>"), w], layout=W.Layout(width="49%", border="1px solid #ddd", padding="6px"))
-        self.widget = W.VBox([self.help_html, W.HBox([W.VBox(list(self.sliders.values())), W.VBox([self.alpha, self.steps])]),
+        self.widget = W.VBox([self.help_html, W.HBox([W.VBox(list(self.sliders.values())), W.VBox([self.alpha, self.unit, self.steps, self.strength_note])]),
                               self.prompt, W.HBox([self.button, self.status]),
                               W.HBox([box("unsteered", self.base_html), box("steered", self.steered_html)]), self.chart])
         self.widget.add_class("interpwb-steering-panel"); self.status.add_class("interpwb-steering-status")
         self.base_html.add_class("interpwb-base-text"); self.steered_html.add_class("interpwb-steered-text")
+        self.strength_note.add_class("interpwb-strength-note")
         self._draw()
 
 
@@ -87,6 +95,13 @@ class SteeringPanel(Panel):
 @patch
 def _stale(self:SteeringPanel, change=None):
     if self.texts["steered"] is not None: self.status.value = "<span style='color:#b26b00'>settings changed - press Generate</span>"
+
+@patch
+def _on_unit(self:SteeringPanel, change=None):
+    "Switch the strength slider between alpha and nats per generated token."
+    a = self.alpha
+    if self.unit.value == "nats/token": a.max, a.min, a.step, a.value = 2.0, 0.01, 0.01, 0.3
+    else: a.min, a.max, a.step, a.value = 0.0, self.max_alpha, 0.05, self.steerer.default_alpha
 
 # %% ../../nbs/steering/09_panel.ipynb #4c0c926b
 @patch
@@ -123,7 +138,14 @@ def _compute(self:SteeringPanel):
     if (p, n) not in self._base_cache: self._base_cache[(p, n)] = st.generate([p], {}, max_new_tokens=n)[0]
     base = self._base_cache[(p, n)]
     w = self.weights
-    steered = st.generate([p], w, alpha=self.alpha.value, steps=self.steps.value, max_new_tokens=n)[0] if w else base
+    alpha, kw = self.alpha.value, dict(steps=self.steps.value)
+    if w and self.unit.value == "nats/token":
+        self.status.value = "calibrating the strength for this setting (once) ..."
+        alpha = st.alpha_for(w, self.alpha.value, **self.calibration, **kw)
+        self.status.value = "generating ..."
+    steered = st.generate([p], w, alpha=alpha, max_new_tokens=n, **kw)[0] if w else base
+    self.used_alpha = alpha if w else None       # the KL this text's steering caused, per token (0 when unsteered)
+    self.measured_kl = float(st.measure_kl([p], w, alpha, max_new_tokens=n, texts=[steered], **kw)[0]) if w else 0.0
     pb = ps = None
     if self.eval_classifier is not None:  # the unsteered text's probabilities are cached with it
         key = (p, n, "probs")
@@ -137,6 +159,9 @@ def _compute(self:SteeringPanel):
 def _draw(self:SteeringPanel):
     fmt = lambda t: "<i>(press Generate)</i>" if t is None else f"<div style='white-space:pre-wrap'>{html.escape(t) or '<i>(empty)</i>'}</div>"
     self.base_html.value, self.steered_html.value = fmt(self.texts["base"]), fmt(self.texts["steered"])
+    if self.measured_kl is not None:
+        self.strength_note.value = ("<span style='color:#555'>" + (f"alpha {self.used_alpha:.3f}, " if self.used_alpha else "no steering, ")
+                                    + f"{self.measured_kl:.2f} nats/token on this text</span>")
     labels = self.eval_classifier.labels if self.eval_classifier is not None else self.steerer.labels
     self.figure = attribute_bars_figure(labels, self.probs["base"], self.probs["steered"], self.weights)
     if self.eval_classifier is None or self.probs["base"] is None: return
