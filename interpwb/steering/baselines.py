@@ -82,10 +82,14 @@ def save(self:CAASteering, folder:str|Path) -> Path:
 # %% ../../nbs/steering/04_baselines.ipynb #730e7b0f
 @patch(cls_method=True)
 def load(cls:CAASteering, model:TransformerBridge, folder:str|Path, hook_point:str|None=None, alpha_mode:str="relative") -> "CAASteering":
-    "Load saved vectors, checking model name, hook point and d_model."
-    expect = dict(artifact="interpwb.CAASteering", model=model_name(model), d_model=model.cfg.d_model)
+    "Load saved vectors (of this class: CAA's, or a subclass's such as `FeatureSteering`), checking model name, hook point and d_model."
+    expect = dict(artifact=f"interpwb.{cls.__name__}", model=model_name(model), d_model=model.cfg.d_model)
     if hook_point: expect["hook_point"] = hook_point
     t, cfg = load_artifact(folder, expect=expect)
+    return cls._from_saved(model, t, cfg, alpha_mode)
+
+@patch(cls_method=True)
+def _from_saved(cls:CAASteering, model, t:dict, cfg:dict, alpha_mode:str) -> "CAASteering":
     return cls(model, cfg["hook_point"], cfg["labels"], t["vectors"], t["mean"], cfg["typical_norm"], alpha_mode, cfg["meta"])
 
 # %% ../../nbs/steering/04_baselines.ipynb #47fad62c
@@ -147,9 +151,6 @@ def from_dictionary(cls:FeatureSteering, model:TransformerBridge, # the language
 
 # %% ../../nbs/steering/04_baselines.ipynb #b76efb2e
 @patch(cls_method=True)
-def load(cls:FeatureSteering, model:TransformerBridge, folder:str|Path, hook_point:str|None=None, alpha_mode:str="relative") -> "FeatureSteering":
-    "Load saved directions (written by `save`), checking model name, hook point and d_model."
-    expect = dict(artifact="interpwb.FeatureSteering", model=model_name(model), d_model=model.cfg.d_model)
-    if hook_point: expect["hook_point"] = hook_point
-    t, cfg = load_artifact(folder, expect=expect)
+def _from_saved(cls:FeatureSteering, model, t:dict, cfg:dict, alpha_mode:str) -> "FeatureSteering":
+    "Rebuild from a saved artifact (`CAASteering.load` reads and checks it)."
     return cls(model, cfg["hook_point"], t["vectors"], cfg["labels"], cfg["typical_norm"], alpha_mode, t["mean"], cfg["meta"])
