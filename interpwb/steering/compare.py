@@ -283,6 +283,10 @@ def instruction_ceiling(steerer:Steerer, # any steerer of the model: its UNSTEER
     one = results[results.n_targets == 1].drop_duplicates(["targets", "prompt"])
     if one.empty: raise ValueError("instruction_ceiling needs one-target rows (n_targets == 1) in `results`.")
     for t in one.targets.unique(): check_choice(t, sorted(instructions), "attribute with an instruction")
+    lacking = [c for c in ("base", "max_new_tokens", "max_ppl_ratio") if c not in one]
+    if lacking: raise ValueError(f"`results` lacks {lacking}: pass the rows `compare_methods` returned (they carry its settings).")
+    if one.max_new_tokens.nunique() > 1 or one.max_ppl_ratio.nunique() > 1:
+        raise ValueError("`results` mixes generation lengths or coherence gates; pass one comparison's rows at a time.")
     n_tok, gate = int(one.max_new_tokens.iloc[0]), float(one.max_ppl_ratio.iloc[0])
     asked = {t: instructions[t] for t in sorted(one.targets.unique())}
     settings = dict(max_new_tokens=n_tok, max_ppl_ratio=gate, template=template,
