@@ -97,11 +97,13 @@ def _shared(a:list[int], b:list[int]) -> int:
     while n < min(len(a), len(b)) and a[n] == b[n]: n += 1
     return n
 
-def _prefix_batches(ids:list[list[int]], batch_size:int, overhead:int=8) -> list[tuple[list[int], int]]:
+_CALL_COST = 8  # a forward pass costs about as much as this many extra tokens (used to weigh small batches)
+
+def _prefix_batches(ids:list[list[int]], batch_size:int, overhead:int=_CALL_COST) -> list[tuple[list[int], int]]:
     "Texts in token order cut into batches (each with its shared prefix length) running the fewest tokens, `overhead` per call."
     order = sorted(range(len(ids)), key=lambda i: ids[i])                 # texts sharing prefixes side by side
     adj = [_shared(ids[a], ids[b]) for a, b in zip(order, order[1:])]
-    best, cut = [0] + [None] * len(order), [0] * (len(order) + 1)       # best[i]: cost of the first i texts
+    best, cut = [0] + [None] * len(order), [(0, 0)] * (len(order) + 1)  # best[i]: cost of the first i texts; cut[i]: (j, k)
     for i in range(1, len(order) + 1):
         common, longest, shortest = 10**9, 0, 10**9
         for j in range(i - 1, max(0, i - batch_size) - 1, -1):          # the last batch is order[j:i]
@@ -110,12 +112,11 @@ def _prefix_batches(ids:list[list[int]], batch_size:int, overhead:int=8) -> list
             k = min(common, shortest - 1) if i - j > 1 else 0
             k = k if k >= 4 else 0
             cost = best[j] + (i - j) * (longest - k) + k + overhead
-            if best[i] is None or cost < best[i]: best[i], cut[i] = cost, j
+            if best[i] is None or cost < best[i]: best[i], cut[i] = cost, (j, k)
     batches, i = [], len(order)
     while i:
-        j = cut[i]; batch = order[j:i]
-        k = min(min(adj[j:i-1], default=0), min(len(ids[t]) for t in batch) - 1) if len(batch) > 1 else 0
-        batches.append((batch, k if k >= 4 else 0)); i = j
+        j, k = cut[i]
+        batches.append((order[j:i], k)); i = j
     return batches[::-1]
 
 def _plan(ids:list[list[int]], batch_size:int, sort_by_length:bool, share_prefix:bool) -> list[tuple[list[int], int]]:
@@ -123,7 +124,7 @@ def _plan(ids:list[list[int]], batch_size:int, sort_by_length:bool, share_prefix
     by_length = sorted(range(len(ids)), key=lambda i: -len(ids[i])) if sort_by_length else list(range(len(ids)))
     plain = [(by_length[i:i+batch_size], 0) for i in range(0, len(ids), batch_size)]
     if not share_prefix: return plain
-    cost = lambda plan: sum(len(b) * (max(len(ids[i]) for i in b) - k) + k + 8 for b, k in plan)  # tokens run + calls
+    cost = lambda plan: sum(len(b) * (max(len(ids[i]) for i in b) - k) + k + _CALL_COST for b, k in plan)  # tokens + calls
     prefixed = _prefix_batches(ids, batch_size)
     shared = sum((len(b) - 1) * k for b, k in prefixed)                     # tokens the shared prefixes save
     return prefixed if shared >= 0.1 * sum(map(len, ids)) and cost(prefixed) < cost(plain) else plain

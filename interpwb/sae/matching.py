@@ -226,11 +226,13 @@ def matched_cosines(dicts:torch.Tensor, # stacked dictionaries [n_dicts, n_featu
 # %% ../../nbs/sae/01_matching.ipynb #b6a63403
 def pairwise_mmcs(dicts:torch.Tensor, # stacked dictionaries [n_dicts, n_features, d] (or a list of [n_i, d])
                   method:str="hungarian", # "hungarian" or "max"
+                  matched:dict|None=None, # hungarian: `matched_cosines(dicts)` if already computed
                  ) -> np.ndarray:
     "The symmetric [n_dicts, n_dicts] matrix of MMCS between every pair (1 on the diagonal)."
     n = len(dicts)
     out = np.eye(n)
-    matched = matched_cosines(dicts) if method == "hungarian" else {}
+    if method == "hungarian" and matched is None: matched = matched_cosines(dicts)
+    elif method != "hungarian": matched = {}
     for i, j in combinations(range(n), 2):
         out[i, j] = matched[i, j].mean().item() if matched else mmcs(dicts[i], dicts[j], method=method)
         out[j, i] = out[i, j] if matched else mmcs(dicts[j], dicts[i], method=method)

@@ -129,7 +129,7 @@ class OverlapPanel(Panel):
             true_features = torch.as_tensor(true_features).detach().float().cpu()
             if true_features.ndim != 2 or true_features.shape[1] != d_in:
                 raise ValueError(f"true_features must be [n_true, {d_in}]; got {tuple(true_features.shape)}.")
-        self.truth, self.table_rows, self.heatmap_size, self._matched = true_features, table_rows, heatmap_size, {}
+        self.truth, self.table_rows, self.heatmap_size, self._matched, self._stability = true_features, table_rows, heatmap_size, {}, {}
         self.groups = {str(g): [str(n) for n in ns] for g, ns in (groups or {"all SAEs": list(self.dicts)}).items()}
         for ns in self.groups.values():
             for n in ns: check_choice(n, self.dicts, "SAE in a group")
@@ -207,8 +207,10 @@ def stability(self:OverlapPanel) -> dict[str, pd.DataFrame]:
         ref = self.sae_a.value if self.sae_a.value in names else names[0]
         order = [ref] + [n for n in names if n != ref]
         key = (g, ref, round(self.threshold.value, 4))
-        if key not in self._matched: self._matched[key] = feature_stability([self.dicts[n] for n in order], self.threshold.value)
-        out[f"{g} (reference {ref})"] = self._matched[key]
+        if key not in self._stability:
+            self._stability[key] = feature_stability([self.dicts[n] for n in order], self.threshold.value)
+            self._stability[key].attrs["reference_name"] = ref
+        out[f"{g} (reference {ref})"] = self._stability[key]
     return out
 
 @patch
@@ -225,8 +227,8 @@ def _render_stability(self:OverlapPanel):
     self.stab_count.value = f"At cos ≥ {self.threshold.value:.2f}: " + "; ".join(
         f"{g}: <b>{int(t.orphan.sum())} orphan</b> and {int((t.shared_with == t.of).sum())} in every other SAE, of {len(t)}"
         for g, t in tabs.items())
-    name, t = next(iter(tabs.items()))
-    ref = name.rsplit("(reference ", 1)[1].rstrip(")")
+    t = next(iter(tabs.values()))
+    ref = t.attrs["reference_name"]
     orphans = t[t.orphan].sort_values("mean_cos").head(self.table_rows)
     table = pd.DataFrame({f"{ref} orphan feature": orphans.feature.values, "mean matched cos": orphans.mean_cos.round(3).values,
                           **self._example_columns(ref, orphans.feature.values)})

@@ -270,10 +270,7 @@ def eval_metrics(self:SAETrainer) -> dict:
     out = {}
     if n > 1:
         matched = matched_cosines(dicts)              # one Hungarian matching per pair, for every pairwise reading
-        if self.train_cfg.mmcs_method == "hungarian":
-            pm = np.eye(n)
-            for (i, j), c in matched.items(): pm[i, j] = pm[j, i] = c.mean().item()
-        else: pm = pairwise_mmcs(dicts, self.train_cfg.mmcs_method)
+        pm = pairwise_mmcs(dicts, self.train_cfg.mmcs_method, matched)
         out["mmcs_pairs"] = (pm.sum(1) - 1) / (n - 1)
         out["pw_mcc"], out["shared_frac"] = pw_mcc(dicts, SHARED_COSINE, matched)
     if self.true_features is not None:
