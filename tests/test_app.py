@@ -111,6 +111,7 @@ def test_overlap_panel_responds(app_page, artifacts_dir):
     t0 = time.time()
     while panel.locator("table").first.inner_text() == before and time.time() - t0 < 60: time.sleep(0.5)
     assert panel.locator("table").first.inner_text() != before
+    _steer(panel, models=1)
     app_page.screenshot(path=str(artifacts_dir/"workbench_overlap_driven.png"))
 
 def test_steering_panel_responds(app_page, artifacts_dir):
@@ -153,10 +154,30 @@ def test_simulators_panel_responds(app_page, artifacts_dir):
 
 def test_diff_panel_responds(app_page, artifacts_dir):
     panel = open_tab(app_page, "Diff")
-    before = panel.inner_html()
-    if panel.locator(".widget-slider .noUi-handle").count(): _slide(panel, app_page, 0, 2); before = wait_changed(panel, before)
-    if panel.locator("button").count(): panel.locator("button").first.click(); before = wait_changed(panel, before, 300)
+    panel.locator(".js-plotly-plot .main-svg").first.wait_for()
+    count = lambda: panel.locator(".widget-html", has_text="features shown").first.inner_text()
+    before_count = count()
+    _slide(panel, app_page, 0, presses=25)   # match threshold 0.70 -> 0.95: features move from shared to model-specific
+    t0 = time.time()
+    while count() == before_count and time.time() - t0 < 60: time.sleep(0.5)
+    assert count() != before_count, before_count
+    _steer(panel, models=2)
     app_page.screenshot(path=str(artifacts_dir/"workbench_diff_driven.png"))
+
+def _steer(panel, models:int):
+    "Press 'Steer with this feature' and wait for the unsteered and steered texts of each model."
+    control = panel.locator(".interpwb-steer-control")
+    assert "Selected:" in control.inner_text(), control.inner_text()
+    control.locator("button", has_text="Steer with this feature").click()
+    texts, t0 = control.locator(".interpwb-steered-texts"), time.time()
+    while not texts.count() and "Could not steer" not in control.inner_text() and time.time() - t0 < 400:
+        time.sleep(1)   # calibrating the strength on the prompt, then generating (per model)
+    assert texts.count(), control.inner_text()
+    got = texts.inner_text()
+    assert got.count("steered (alpha") == models and got.count("unsteered") == models, got
+    if models == 2: assert "base: unsteered" in got and "tuned: steered" in got, got
+    assert "Could not steer" not in control.inner_text()
+    texts.scroll_into_view_if_needed()   # the screenshot that follows shows the texts
 
 def test_no_console_errors_failed_or_external_requests(app_page):
     # The app is served with the `interpwb-offline` Voila template: nothing may be fetched from outside 127.0.0.1.

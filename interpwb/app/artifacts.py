@@ -22,12 +22,14 @@ from ..rl.reward import TokenReward
 from ..rl.train import RLConfig, TRAIN_PROMPTS, train_rl, save_tuned
 from ..model_diff.pairs import review_texts
 from ..model_diff.feature_diff import FeatureDiff
+from ..model_diff.dictionaries import load_dictionary
+from ..steering.baselines import steer_texts
 from ..simulators.simulation import SCENARIOS
 from ..simulators.pse import run_pse
 
 # %% auto #0
 __all__ = ['app_cache', 'app_corpus', 'ensure_sae_artifacts', 'ensure_steering_artifacts', 'ensure_tuned_adapter',
-           'ensure_feature_diff', 'ensure_simulator_results']
+           'ensure_feature_diff', 'diff_feature_steer', 'ensure_simulator_results']
 
 # %% ../../nbs/app/00_artifacts.ipynb #4fbc418e
 def app_cache(model, # a TransformerBridge (or a model name)
@@ -58,6 +60,7 @@ def ensure_sae_artifacts(model, # the language model (TransformerBridge)
                          max_texts:int=400, max_length:int=64, # data
                          n_examples:int=5, # top-activating tokens kept per feature
                          report:Callable|None=None, # report(message, fraction)
+                         on_step:Callable|None=None, # on_step(step, metrics) while training, e.g. `TrainingMonitor.update`
                          rebuild:bool=False, # ignore the cache
                          cache:str|Path|None=None, # cache root (default: `cache_dir("app")`)
                         ) -> dict:
@@ -77,7 +80,9 @@ def ensure_sae_artifacts(model, # the language model (TransformerBridge)
     _say(report, f"Overlap: collecting activations at {hook} (first launch only)", 0.0)
     acts = collect_activations(model, app_corpus(max_texts), hook, pool="all", drop_first=True, max_length=max_length)
     x = acts[hook]
-    progress = lambda t, res: _say(report, f"Overlap: training {n_saes} SAEs, step {t+1}/{steps}", (t+1)/steps) if t % 20 == 0 or t == steps - 1 else None
+    def progress(t, res):
+        if t % 20 == 0 or t == steps - 1: _say(report, f"Overlap: training {n_saes} SAEs, step {t+1}/{steps}", (t+1)/steps)
+        if on_step is not None: on_step(t, res)
     ens, _ = train_saes(x, n_saes=n_saes, d_sae=d_sae, k=min(k, d_sae), steps=steps, batch_size=min(batch_size, len(x)), lr=lr,
                         seed=seed, device=model.cfg.device, meta=dict(model=model_name(model), hook_point=hook, tokens=len(x)),
                         on_step=progress)
@@ -139,6 +144,12 @@ def ensure_tuned_adapter(model, # the base model (TransformerBridge); its name k
     save_tuned(run, folder)
     return folder
 
+# %% ../../nbs/app/00_artifacts.ipynb #e3c7222d
+def _diff_folder(model, n_texts:int, n_layers:int, steps:int, cache) -> Path:
+    return app_cache(model, "diff", f"vader-n{n_texts}-L{n_layers}-s{steps}", root=cache)
+
+def _dictionaries_folder(diff_folder:Path) -> Path: return diff_folder.parent/(diff_folder.name + "-dicts")
+
 # %% ../../nbs/app/00_artifacts.ipynb #a9f5844c
 def ensure_feature_diff(model, # the base model
                         n_texts:int=64, n_layers:int=1, steps:int=200, # the diff (`FeatureDiff.run`)
@@ -147,7 +158,7 @@ def ensure_feature_diff(model, # the base model
                         cache:str|Path|None=None, # cache root (default: `cache_dir("app")`)
                        ) -> FeatureDiff:
     "Load (or compute once and cache) the base-vs-tuned `FeatureDiff` the Diff panel browses."
-    folder = app_cache(model, "diff", f"vader-n{n_texts}-L{n_layers}-s{steps}", root=cache)
+    folder = _diff_folder(model, n_texts, n_layers, steps, cache)
     if not rebuild and (folder/"config.json").exists():
         try:
             d = FeatureDiff.load(folder, expect={"base": model_name(model)})
@@ -156,9 +167,33 @@ def ensure_feature_diff(model, # the base model
     tuned_model = load_tuned_model(ensure_tuned_adapter(model, report=report, cache=cache, **(tuned or {})), device=model.cfg.device)
     _say(report, f"Diff: comparing base and tuned features on {n_texts} texts (first launch only)", 0.5)
     d = FeatureDiff.run(model, tuned_model, review_texts(n_texts), TokenReward.from_vader(model.tokenizer),
-                        n_layers=n_layers, steps=steps, cache=folder.parent/(folder.name + "-dicts"))
+                        n_layers=n_layers, steps=steps, cache=_dictionaries_folder(folder))
     d.save(folder)
     return d
+
+# %% ../../nbs/app/00_artifacts.ipynb #f95a6f9d
+def diff_feature_steer(model, # the base model
+                       diff:FeatureDiff, # what `ensure_feature_diff` returned for these settings
+                       n_texts:int=64, n_layers:int=1, steps:int=200, # the settings the diff was made with
+                       tuned:dict|None=None, # keyword arguments for `ensure_tuned_adapter`
+                       cache:str|Path|None=None, # cache root (default: `cache_dir("app")`)
+                       **steer_kw, # to `steer_texts` (max_new_tokens, ...)
+                      ) -> Callable:
+    "steer(layer, model, feature, prompt, kl): that dictionary feature pushed in the base and the tuned model (`steer_texts`)."
+    dicts, models = _dictionaries_folder(_diff_folder(model, n_texts, n_layers, steps, cache)), {"base": model}
+    def steer(layer:int, which:str, feature:int, prompt:str, kl:float):
+        if which not in ("base", "tuned"): raise ValueError(f"Unknown dictionary {which!r}. Known: base, tuned.")
+        hook = diff.meta["hook"].format(layer=layer)
+        rows = load_dictionary(dicts/f"L{layer}"/f"{diff.meta[which]}-large", diff.meta[which], hook).dictionaries()[0]
+        if not 0 <= feature < len(rows): raise ValueError(f"Feature {feature} is outside the {which} dictionary's {len(rows)} features.")
+        if "tuned" not in models:
+            t = load_tuned_model(ensure_tuned_adapter(model, cache=cache, **(tuned or {})), device=model.cfg.device)
+            if model_name(t) != diff.meta["tuned"]:
+                raise ValueError(f"The diff was computed against {diff.meta['tuned']!r}, but the cached adapter gives {model_name(t)!r}; "
+                                 "rebuild the diff (rebuild=True).")
+            models["tuned"] = t
+        return steer_texts(models, hook, rows[feature], prompt, kl, **steer_kw)
+    return steer
 
 # %% ../../nbs/app/00_artifacts.ipynb #863de189
 def ensure_simulator_results(model, # the simulator model

@@ -14,11 +14,12 @@ from ..core import check_choice
 from ..models import EMBEDDED_MODEL, load_model
 from ..ui import Panel
 from ..steering.panel import SteeringPanel
-from ..sae.panel import OverlapPanel
+from ..sae.panel import OverlapPanel, TrainingMonitor
 from ..model_diff.panel import DiffPanel
 from ..simulators.panel import SimulatorPanel
+from ..steering.baselines import steer_texts
 from .artifacts import (app_cache, ensure_steering_artifacts, ensure_sae_artifacts, ensure_feature_diff,
-                                    ensure_simulator_results)
+                                    ensure_simulator_results, diff_feature_steer)
 
 log = logging.getLogger("interpwb.app")   # build errors: full tracebacks to the terminal that runs the app
 if not log.handlers:
@@ -31,23 +32,32 @@ __all__ = ['log', 'PANELS', 'PROFILES', 'steering_artifacts', 'overlap_artifacts
            'Workbench']
 
 # %% ../../nbs/app/02_workbench.ipynb #260b9237
-def steering_artifacts(model, report:Callable|None=None, **settings) -> dict:
+def steering_artifacts(model, report:Callable|None=None, show:Callable|None=None, **settings) -> dict:
     "The Steering tab's artifacts: {steerer} (`ensure_steering_artifacts`)."
     return dict(steerer=ensure_steering_artifacts(model, report=report, **settings))
 
 # %% ../../nbs/app/02_workbench.ipynb #268568c0
-def overlap_artifacts(model, report:Callable|None=None, **settings) -> dict:
-    "The Overlap tab's artifacts: {ensemble, names, examples} (`ensure_sae_artifacts`)."
-    a = ensure_sae_artifacts(model, report=report, **settings)
-    return dict(ensemble=a["ensemble"], names=a["names"], examples=a["examples"])
+def overlap_artifacts(model, report:Callable|None=None,
+                      show:Callable|None=None, # show(widget): on a first launch it gets a live `TrainingMonitor` of the SAEs
+                      **settings) -> dict:
+    "The Overlap tab's artifacts: {ensemble, names, examples, steer} (`ensure_sae_artifacts`; `steer_texts` at the SAEs' hook)."
+    monitor = TrainingMonitor(every=10, title="Overlap: the SAEs training (first launch only)") if show is not None else None
+    def on_step(t, metrics):
+        if not monitor.rows: show(monitor.widget)
+        monitor.update(t, metrics)
+    a = ensure_sae_artifacts(model, report=report, on_step=on_step if monitor is not None else None, **settings)
+    steer = lambda direction, prompt, kl: steer_texts(model, a["hook_point"], direction, prompt, kl)
+    return dict(ensemble=a["ensemble"], names=a["names"], examples=a["examples"], steer=steer)
 
 # %% ../../nbs/app/02_workbench.ipynb #dcfba6ff
-def diff_artifacts(model, report:Callable|None=None, **settings) -> dict:
-    "The Diff tab's artifacts: {diff} (`ensure_feature_diff`)."
-    return dict(diff=ensure_feature_diff(model, report=report, **settings))
+def diff_artifacts(model, report:Callable|None=None, show:Callable|None=None, **settings) -> dict:
+    "The Diff tab's artifacts: {diff, steer} (`ensure_feature_diff`, `diff_feature_steer`)."
+    diff = ensure_feature_diff(model, report=report, **settings)
+    keep = ("n_texts", "n_layers", "steps", "tuned", "cache")
+    return dict(diff=diff, steer=diff_feature_steer(model, diff, **{k: v for k, v in settings.items() if k in keep}))
 
 # %% ../../nbs/app/02_workbench.ipynb #f7da12aa
-def simulator_artifacts(model, report:Callable|None=None, **settings) -> dict:
+def simulator_artifacts(model, report:Callable|None=None, show:Callable|None=None, **settings) -> dict:
     "The Simulators tab's artifacts: {results} (`ensure_simulator_results`)."
     return dict(results=ensure_simulator_results(model, report=report, **settings))
 
@@ -138,7 +148,9 @@ def build_panel(self:Workbench, title:str, # a tab title
     body.children = [_note(f"{title}: building (first launch trains and caches what it needs; later launches are fast)...")]
     t0 = time.time()
     try:
-        panel = cls.from_artifacts(self.model, **make(self.model, self.report, **self.settings.get(title, {})))
+        note = body.children[0]
+        show = lambda widget: setattr(body, "children", [note, widget])   # a live widget while it builds (e.g. SAE training)
+        panel = cls.from_artifacts(self.model, **make(self.model, self.report, show=show, **self.settings.get(title, {})))
         self.panels[title] = panel
         body.children = [panel.widget]
         return panel

@@ -10,7 +10,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import ipywidgets as W
 from fastcore.basics import patch
-from ..ui import Panel
+from typing import Callable
+from ..ui import Panel, SteerControl
 from .feature_diff import FeatureDiff, diff_scatter_figure
 
 # %% auto #0
@@ -109,8 +110,10 @@ class DiffPanel(Panel):
     def __init__(self, diff:FeatureDiff, # results from `FeatureDiff.run` or `FeatureDiff.load`
                  match_threshold:float|None=None, # initial threshold (default: the run's)
                  max_options:int=200, # features listed in the dropdown (sorted by |reward corr|)
+                 steer:Callable|None=None, # steer(layer, model, feature, prompt, kl) -> texts per model (base and tuned): adds a "steer with this feature" control
                 ):
         self.diff, self.max_options = diff, max_options
+        self.steer_control = SteerControl(lambda t, prompt, kl: steer(*t, prompt, kl)) if steer is not None else None
         layers = sorted(int(l) for l in diff.features.layer.unique())
         self.help_html = W.HTML(f"<i>{self.HELP}</i>")
         self.layer = W.Dropdown(options=layers, value=layers[0], description="layer")
@@ -128,7 +131,8 @@ class DiffPanel(Panel):
         for w in (self.layer, self.classes, self.match, self.real_only, self.real): w.observe(self._refresh, names="value")
         self.feature.observe(self._show_feature, names="value")
         self.widget = W.VBox([self.help_html, W.HBox([self.layer, self.classes, W.VBox([self.match, self.real, self.real_only])]),
-                              self.count, self.plot_box, self.feature, self.detail])
+                              self.count, self.plot_box, self.feature, self.detail]
+                             + ([self.steer_control.widget] if self.steer_control is not None else []))
         self.widget.add_class("interpwb-diff-panel")
         self._refresh()
 
@@ -169,9 +173,15 @@ def _refresh(self:DiffPanel, change=None):
 @patch
 def _show_feature(self:DiffPanel, change=None):
     "Show the selected feature's card."
-    if self.feature.value is None: self.detail.value = "<i>No feature passes the filters.</i>"; return
+    if self.feature.value is None:
+        self.detail.value = "<i>No feature passes the filters.</i>"
+        if self.steer_control is not None: self.steer_control.set_target(None)
+        return
     m, i = self.feature.value
     self.detail.value = feature_detail_html(self.diff, self.layer.value, m, i)
+    if self.steer_control is not None:
+        self.steer_control.set_target((self.layer.value, m, i), f"layer {self.layer.value}, {m} dictionary, feature {i} "
+                                      "(pushed in the base and the tuned model alike)")
 
 # %% ../../nbs/model_diff/04_panel.ipynb #56e47636
 @patch

@@ -13,7 +13,7 @@ import ipywidgets as W
 from IPython.display import display
 from fastcore.basics import patch
 from ..core import check_choice, progress
-from ..ui import Panel, show_figure
+from ..ui import Panel, show_figure, SteerControl
 from plotly.subplots import make_subplots
 from .matching import cosine_matrix, match_features, max_cosines, feature_stability, stability_figure
 from .features import top_activating_examples, summarize_examples
@@ -117,6 +117,7 @@ class OverlapPanel(Panel):
                  table_rows:int=15, # matched pairs listed in the table
                  heatmap_size:int=40, # features in the heatmap
                  groups:dict[str, list[str]]|None=None, # e.g. {"MFR": [...], "no MFR": [...]}: stability per group (None = all SAEs)
+                 steer:Callable|None=None, # steer(decoder row, prompt, kl) -> texts (`steering.baselines.steer_texts` with a model): adds a "steer with this feature" control
                 ):
         if len(dictionaries) < 2: raise ValueError(f"OverlapPanel needs at least two dictionaries; got {len(dictionaries)}.")
         self.dicts = {str(k): torch.as_tensor(v).detach().float().cpu() for k, v in dictionaries.items()}
@@ -156,6 +157,7 @@ class OverlapPanel(Panel):
                               self.stab_out, self.orphans_out])
         self.widget.add_class("interpwb-overlap-panel")
         self._on_pair()
+        self.steer_control = self._steer_control(steer) if steer is not None else None
 
 
 # %% ../../nbs/sae/10_panel.ipynb #c17b32c2
@@ -266,6 +268,28 @@ def table(self:OverlapPanel) -> pd.DataFrame:
     for name, col in ((a, rows.feature_a.values), (b, rows.feature_b.values)):
         for k, v in self._example_columns(name, col).items(): out[k if a != b else f"{k} "] = v
     return out
+
+# %% ../../nbs/sae/10_panel.ipynb #0553339a
+@patch
+def _steer_control(self:OverlapPanel, steer:Callable) -> SteerControl:
+    "Add the 'steer with this feature' row: pick an SAE and a feature (default: the most shared one of the current pair)."
+    names = list(self.dicts)
+    self.steer_sae = W.Dropdown(options=names, value=self.sae_a.value, description="steer with")
+    self.steer_feature = W.BoundedIntText(value=int(self.matched().feature_a.iloc[0]), min=0,
+                                          max=len(self.dicts[self.sae_a.value]) - 1, description="feature")
+    control = SteerControl(lambda target, prompt, kl: steer(self.dicts[target[0]][target[1]], prompt, kl))
+    def pick(change=None):
+        name = self.steer_sae.value
+        self.steer_feature.max = len(self.dicts[name]) - 1
+        f = int(self.steer_feature.value)
+        tokens = self._example_columns(name, [f]).get(f"{name} top tokens", [""])[0]
+        control.set_target((name, f), f"{name} feature {f}" + (f" (top tokens: {tokens})" if tokens else ""))
+    for w in (self.steer_sae, self.steer_feature): w.observe(pick, names="value")
+    pick()
+    head, *rest = control.widget.children   # the picker goes under the control's heading
+    control.widget.children = [head, W.HBox([self.steer_sae, self.steer_feature]), *rest]
+    self.widget.children = list(self.widget.children) + [control.widget]
+    return control
 
 # %% ../../nbs/sae/10_panel.ipynb #e55ef294
 @patch(cls_method=True)

@@ -19,7 +19,7 @@ from .base import Steerer, CALIBRATION_PROMPTS
 from .ksteering import KSteering
 
 # %% auto #0
-__all__ = ['CAASteering', 'LinearSteering', 'FeatureSteering']
+__all__ = ['CAASteering', 'LinearSteering', 'FeatureSteering', 'steer_texts']
 
 # %% ../../nbs/steering/04_baselines.ipynb #20730ae2
 class CAASteering(Steerer):
@@ -154,3 +154,29 @@ def from_dictionary(cls:FeatureSteering, model:TransformerBridge, # the language
 def _from_saved(cls:FeatureSteering, model, t:dict, cfg:dict, alpha_mode:str) -> "FeatureSteering":
     "Rebuild from a saved artifact (`CAASteering.load` reads and checks it)."
     return cls(model, cfg["hook_point"], t["vectors"], cfg["labels"], cfg["typical_norm"], alpha_mode, t["mean"], cfg["meta"])
+
+# %% ../../nbs/steering/04_baselines.ipynb #efd5f08a
+def steer_texts(models, # a language model, or {name: model} to steer side by side (same d_model)
+                hook_point:str, # where `direction` lives (e.g. the SAE's hook point)
+                direction:torch.Tensor, # [d_model] e.g. a decoder row
+                prompt:str, # one user message
+                kl:float=0.3, # strength: mean KL(steered || unsteered) per generated token, in nats
+                max_new_tokens:int=32, # tokens generated per text
+                calibration_tokens:int=12, # tokens generated per KL measurement while calibrating
+                rtol:float=0.15, # calibration tolerance on `kl`
+                chat:bool=True, # wrap the prompt in the chat template
+               ) -> pd.DataFrame:
+    "Per model: `unsteered` and `steered` text of `prompt` along `direction` at `kl` nats/token (calibrated on it), `alpha`, caused `kl`."
+    models = models if isinstance(models, dict) else {"": models}
+    direction = torch.as_tensor(direction).detach().float().cpu()
+    if direction.ndim != 1: raise ValueError(f"direction must be one vector [d_model]; got shape {tuple(direction.shape)}.")
+    rows = []
+    for name, m in models.items():
+        st = FeatureSteering(m, hook_point, direction[None], ["feature"])
+        w = {"feature": 1.0}
+        alpha = st.alpha_for(w, kl, prompts=[prompt], max_new_tokens=calibration_tokens, rtol=rtol, chat=chat)
+        plain = st.generate([prompt], {}, max_new_tokens=max_new_tokens, chat=chat)[0]
+        steered = st.generate([prompt], w, alpha, max_new_tokens, chat=chat)[0]
+        caused = float(st.measure_kl([prompt], w, alpha, max_new_tokens, chat=chat, texts=[steered])[0])
+        rows.append(dict(model=name, unsteered=plain, steered=steered, alpha=alpha, kl=caused))
+    return pd.DataFrame(rows)
