@@ -57,13 +57,14 @@ def steered_texts_html(res:pd.DataFrame, # per model: `model`, `unsteered`, `ste
 # %% ../nbs/07_ui.ipynb #63a5e925
 class SteerControl:
     "A 'steer with this feature' control: strength in nats/token, a prompt, a button; texts side by side from `steer`."
-    def __init__(self, steer:Callable, # steer(target, prompt, kl) -> DataFrame like `steering.baselines.steer_texts`'
+    def __init__(self, steer:Callable, # steer(target, prompt, kl) -> DataFrame like `steering.baselines.steer_texts`
                  prompt:str="Tell me about your weekend.", # the initial prompt
                  kl:float=0.3, # initial strength, nats per generated token
                  max_kl:float=2.0, # the slider's top
                  background:bool=True, # steer in a thread (False: in the caller, e.g. in tests)
                 ):
         self.steer, self.target, self.target_label, self.background, self.result, self._thread = steer, None, "", background, None, None
+        self.busy = False   # a press is being answered
         self.label = W.HTML("<i>Pick a feature above to steer with it.</i>")
         self.kl = W.FloatSlider(value=kl, min=0.05, max=max_kl, step=0.05, description="strength", readout_format=".2f",
                                 continuous_update=False)
@@ -85,15 +86,15 @@ class SteerControl:
                    label:str="", # how the target is named on the page
                   ):
         "Select what the next press steers with (clears the last texts)."
-        self.target, self.target_label, self.button.disabled, self.texts.value = target, label, target is None, ""
+        self.target, self.target_label, self.button.disabled, self.texts.value = target, label, target is None or self.busy, ""
         self.label.value = f"Selected: <b>{html.escape(label)}</b>" if target is not None else "<i>Nothing selected.</i>"
 
 # %% ../nbs/07_ui.ipynb #7893e861
 @patch
 def run(self:SteerControl, _=None):
     "Steer with the selected target at the slider's strength on the prompt (in a thread unless `background=False`)."
-    if self.target is None: return
-    self.button.disabled = True
+    if self.target is None or self.busy: return
+    self.busy = self.button.disabled = True
     self.texts.value = "<i>steering: calibrating the strength on this prompt, then generating...</i>"
     args = (self.target, self.target_label, self.prompt.value, float(self.kl.value))
     if self.background: self._thread = threading.Thread(target=self._run, args=args, daemon=True); self._thread.start()
@@ -107,4 +108,6 @@ def _run(self:SteerControl, target, label:str, prompt:str, kl:float):
         self.texts.value = steered_texts_html(self.result, title)
     except Exception as e:
         self.texts.value = f"<span style='color:#b00'>Could not steer: {html.escape(type(e).__name__)}: {html.escape(str(e))}</span>"
-    finally: self.button.disabled = self.target is None
+    finally:
+        self.busy = False
+        self.button.disabled = self.target is None
