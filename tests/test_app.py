@@ -26,7 +26,7 @@ def app_page():
     with voila_server(APP, timeout=180, env={"INTERPWB_APP_PROFILE": PROFILE, "INTERPWB_THREADS": THREADS}) as url:
         with browser_page("about:blank", viewport=(1400, 1100)) as page:
             page.set_default_timeout(120_000)
-            page.failed_requests = []
+            page.failed_requests, page.saw_monitor, page.first_launch = [], False, False
             page.on("requestfailed", lambda r: page.failed_requests.append(f"{r.url} ({r.failure})")
                     if "ERR_ABORTED" not in (r.failure or "") else None)
             for launch in range(2):
@@ -36,8 +36,11 @@ def app_page():
                 while time.time() - t0 < READY_TIMEOUT:
                     status = page.locator(".interpwb-workbench").inner_text()
                     if "Ready:" in status or "Workbench failed" in status: break
+                    # a first launch shows the Overlap SAEs training live (hidden tabs count: text_content)
+                    if re.search(r"step \d+: MSE", page.locator(".interpwb-workbench").text_content() or ""): page.saw_monitor = True
                     page.wait_for_timeout(2000)
                 if "reload the page" not in status: break
+                page.first_launch = True
                 # first launch on this machine: artifacts were built in the background; the app asks for a reload,
                 # and the second launch (a new kernel) finds them cached and builds in line
                 page.console_errors.clear(); page.failed_requests.clear()
@@ -70,6 +73,10 @@ def test_workbench_is_ready_and_has_all_tabs(app_page, artifacts_dir):
     titles = tab_titles(app_page)
     assert titles == [cls.title for cls, _ in PANELS], titles
     assert "interpwb workbench" in status
+
+def test_a_first_launch_shows_the_sae_training_monitor(app_page):
+    if not app_page.first_launch: pytest.skip("the artifacts were cached: no first launch to watch")
+    assert app_page.saw_monitor, "the Overlap tab never showed its TrainingMonitor while the SAEs trained"
 
 def test_every_tab_renders_with_its_help_line(app_page, artifacts_dir):
     from interpwb.app.workbench import PANELS
