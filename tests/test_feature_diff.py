@@ -101,3 +101,24 @@ def test_full_run_finds_the_planted_direction_and_round_trips(tiny, tuned, rewar
     back = FeatureDiff.load(tmp_path/"res")
     pd.testing.assert_frame_equal(back.features, f, check_dtype=False)
     with pytest.raises(ArtifactError, match="tuned="): FeatureDiff.load(tmp_path/"res", expect=dict(tuned="something else"))
+
+def _always_on_data(n=4096, d=32, seed=0):
+    "Rare sparse features plus one present in every row with a varying size (like an LM activation's dominant part)."
+    g = torch.Generator().manual_seed(seed)
+    feats = torch.nn.functional.normalize(torch.randn(64, d, generator=g), dim=1)
+    p = torch.full((64,), 0.03); p[0] = 1.0
+    mag = 0.5 + torch.rand(n, 64, generator=g); mag[:, 0] = 4.0 * torch.rand(n, generator=g)
+    return ((torch.rand(n, 64, generator=g) < p).float() * mag) @ feats
+
+def test_diff_dictionaries_are_not_wiped_by_the_reference_reinit_rule(tmp_path):
+    import json
+    from interpwb.sae.train import train_saes
+    x = _always_on_data()
+    _, log = train_saes(x, n_saes=1, d_sae=128, k=4, steps=300, batch_size=256, dead_handling="reinit")
+    assert log.reinits.max() > 0          # on such data the reference rule re-initialises the whole SAE...
+    fit_dictionary(x, 128, "m", "h", tmp_path/"d", k=4, steps=300, batch_size=256)
+    final = json.loads((tmp_path/"d"/"config.json").read_text())["final"]
+    assert final["reinits"] == 0          # ...a diff's dictionary never is, and it reconstructs better for it
+    assert final["fvu"] < 0.8 * log.fvu.iloc[-1], (final["fvu"], log.fvu.iloc[-1])
+    with pytest.raises(ArtifactError, match="dead_handling='auxk' \\(asked 'reinit'\\)"):
+        fit_dictionary(x, 128, "m", "h", tmp_path/"d", k=4, steps=300, batch_size=256, dead_handling="reinit")

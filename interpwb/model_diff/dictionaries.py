@@ -41,6 +41,7 @@ def fit_dictionary(acts:torch.Tensor, # [n_tokens, d] activations of ONE model
                    batch_size:int=1024, # rows per step
                    seed:int=0, # seeds init and batch order
                    architecture:str="topk", # any `train_saes` architecture
+                   dead_handling:str="auxk", # dead latents: AuxK loss (not the MFR reference's whole-SAE re-initialisation, see above)
                    **kw, # more `train_saes` options (lr, l1_coeff, ...)
                   ) -> SAEEnsemble:
     "Train (or load from `folder`) one SAE on a model's activations."
@@ -48,10 +49,13 @@ def fit_dictionary(acts:torch.Tensor, # [n_tokens, d] activations of ONE model
         ens = load_dictionary(folder, model, hook_point, acts.shape[1])
         want = dict(d_sae=d_sae, k=min(k, d_sae), architecture=architecture, seed=seed)
         differ = [f"{n}={getattr(ens.cfg, n)!r} (asked {v!r})" for n, v in want.items() if getattr(ens.cfg, n) != v]
+        made = ens.cfg.meta.get("dead_handling", "reinit")   # dictionaries cached before this setting existed used "reinit"
+        if made != dead_handling: differ.append(f"dead_handling={made!r} (asked {dead_handling!r})")
         if differ: raise ArtifactError(f"{folder} holds a dictionary trained with {', '.join(differ)}; use another folder or delete it.")
         return ens
     ens, log = train_saes(acts, n_saes=1, d_sae=d_sae, k=min(k, d_sae), steps=steps, batch_size=min(batch_size, len(acts)),
-                          seed=seed, architecture=architecture, meta=dict(model=model, hook_point=hook_point), **kw)
+                          seed=seed, architecture=architecture, dead_handling=dead_handling,
+                          meta=dict(model=model, hook_point=hook_point, dead_handling=dead_handling), **kw)
     ens = ens.cpu().eval()
     if folder is not None:
         last = log.tail(1).to_dict("records")[0] if len(log) else {}
