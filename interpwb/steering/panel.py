@@ -144,7 +144,8 @@ def _compute(self:SteeringPanel):
         alpha = st.alpha_for(w, self.alpha.value, **self.calibration, **kw)
         self.status.value = "generating ..."
     steered = st.generate([p], w, alpha=alpha, max_new_tokens=n, **kw)[0] if w else base
-    self.used_alpha = alpha if w else None       # the KL this text's steering caused, per token (0 when unsteered)
+    self.used_alpha = alpha if w else None
+    # the KL this text's steering caused, per token (0 when unsteered)
     self.measured_kl = float(st.measure_kl([p], w, alpha, max_new_tokens=n, texts=[steered], **kw)[0]) if w else 0.0
     pb = ps = None
     if self.eval_classifier is not None:  # the unsteered text's probabilities are cached with it
