@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_activations.ipynb #d1a7eeed
 from __future__ import annotations
-import hashlib, json, warnings
+import bisect, hashlib, json, warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -99,6 +99,30 @@ def _shared(a:list[int], b:list[int]) -> int:
 
 _CALL_COST = 8  # a forward pass costs about as much as this many extra tokens (used to weigh small batches)
 
+def _recut(ids, batches, batch_size, overhead=_CALL_COST, span=48):
+    "Runs of consecutive batches re-cut by length under the prefix the whole run shares, where that runs fewer tokens."
+    cost = lambda b, k: len(b) * (max(len(ids[i]) for i in b) - k) + k + overhead
+    best, cut = [0] + [None] * len(batches), [None] * (len(batches) + 1)
+    for e in range(1, len(batches) + 1):                                   # best[e]: cost of the first e batches
+        lens, as_is, last = [], 0, ids[batches[e-1][0][-1]]
+        for s in range(e - 1, max(0, e - span) - 1, -1):                    # the last run is batches[s:e]
+            b, k = batches[s]; as_is += cost(b, k)
+            for i in b: bisect.insort(lens, -len(ids[i]))
+            K = min(_shared(ids[b[0]], last), -lens[-1] - 1)               # texts are in token order: first vs last
+            K = K if K >= 4 else 0
+            recut = sum(min(batch_size, len(lens) - j) * (-lens[j] - K) + overhead for j in range(0, len(lens), batch_size)) + K
+            c = best[s] + min(as_is, recut)
+            if best[e] is None or c < best[e]: best[e], cut[e] = c, (s, K if recut < as_is else None)
+    runs, e = [], len(batches)
+    while e:
+        s, K = cut[e]
+        if K is None: runs.append(batches[s:e])
+        else:   # one prefix for the whole run: its KV cache is computed once and reused batch after batch
+            run = sorted((i for b, _ in batches[s:e] for i in b), key=lambda i: -len(ids[i]))
+            runs.append([(run[j:j+batch_size], K) for j in range(0, len(run), batch_size)])
+        e = s
+    return [b for r in runs[::-1] for b in r]
+
 def _prefix_batches(ids:list[list[int]], batch_size:int, overhead:int=_CALL_COST) -> list[tuple[list[int], int]]:
     "Texts in token order cut into batches (each with its shared prefix length) running the fewest tokens, `overhead` per call."
     order = sorted(range(len(ids)), key=lambda i: ids[i])                 # texts sharing prefixes side by side
@@ -117,7 +141,7 @@ def _prefix_batches(ids:list[list[int]], batch_size:int, overhead:int=_CALL_COST
     while i:
         j, k = cut[i]
         batches.append((order[j:i], k)); i = j
-    return batches[::-1]
+    return _recut(ids, batches[::-1], batch_size, overhead)
 
 def _plan(ids:list[list[int]], batch_size:int, sort_by_length:bool, share_prefix:bool) -> list[tuple[list[int], int]]:
     "Batches of text indices, each with the length of the token prefix its texts share and will run once (0 = none)."

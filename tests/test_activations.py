@@ -178,3 +178,46 @@ def test_a_second_steering_fit_reads_the_cached_activations(tiny, tmp_path, monk
         KSteering.fit(tiny, data, "blocks.0.hook_resid_post", exemplars=ex, epochs=2, val_frac=0.0)
     finally: plain.remove()
     assert calls["n"] > n_first                                                           # another hook: collected
+
+# ---------- the batch planner (pure: token ids in, batches out) ----------
+def _tokens_planned(ids, plan):
+    "Tokens a plan runs: each batch padded to its longest text past its prefix; a prefix the previous batch shares runs once."
+    seen, n = None, 0
+    for b, k in plan:
+        n += len(b) * (max(len(ids[i]) for i in b) - k) + (k if tuple(ids[b[0]][:k]) != seen else 0)
+        seen = tuple(ids[b[0]][:k])
+    return n
+
+def _grouped_ids(seed, groups=3, per_group=60):
+    "Texts like a steering fit's prompts: a shared system turn, one of a few long instructions, then a question of varied length."
+    g = torch.Generator().manual_seed(seed)
+    system = torch.randint(1000, 2000, (12,), generator=g).tolist()
+    ids = []
+    for _ in range(groups):
+        instruction = torch.randint(2000, 3000, (30,), generator=g).tolist()
+        for _ in range(per_group):
+            n = int(torch.randint(3, 40, (1,), generator=g))
+            ids.append(system + instruction + torch.randint(3000, 9000, (n,), generator=g).tolist())
+    return [ids[i] for i in torch.randperm(len(ids), generator=g).tolist()]
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_planned_batches_cover_every_text_once_under_a_prefix_they_all_share(seed):
+    from interpwb.activations import _plan
+    ids = _grouped_ids(seed) + [[5, 6, 7], [5, 6, 7, 8, 9], [7] * 50]      # and a few texts sharing nothing
+    for batch_size in (1, 7, 16):
+        plan = _plan(ids, batch_size, True, True)
+        assert sorted(i for b, _ in plan for i in b) == list(range(len(ids)))
+        for b, k in plan:
+            assert 1 <= len(b) <= batch_size
+            assert all(len(ids[i]) > k and ids[i][:k] == ids[b[0]][:k] for i in b)   # the prefix is shared, each text has a rest
+
+def test_texts_under_one_prefix_are_cut_by_length_not_by_token_order():
+    from interpwb.activations import _plan
+    ids = _grouped_ids(0)
+    plan = _plan(ids, 16, True, True)
+    best = 0                                                                # by hand: each instruction's texts sorted by length,
+    for group in {tuple(x[:42]) for x in ids}:                              # cut into batches of 16, its prefix run once
+        tails = sorted((len(x) - 42 for x in ids if tuple(x[:42]) == group), reverse=True)
+        best += 42 + sum(len(tails[j:j+16]) * tails[j] for j in range(0, len(tails), 16))
+    assert _tokens_planned(ids, plan) <= 1.02 * best                        # token order alone pads ~30 % more here
+    assert all(k >= 42 for _, k in plan)                                    # each batch runs its instruction as a prefix
