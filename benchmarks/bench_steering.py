@@ -5,10 +5,14 @@ asserts - these machines are noisy, so every setting is measured interleaved, ro
   steered (K-Steering, all positions, 1 step) and, for comparison, interpwb steered through the TransformerLens bridge's
   own generation loop (`bridge_generation()`, the path before generation moved onto the plain HF model);
   ratios to plain HF unsteered (target: steered >= 0.97x);
-- SteeringPanel slider-to-text latency for 24 new tokens (set a slider, press Generate; unsteered text cached) -> median,
-  with the configured thread count and with 2 threads.
+- SteeringPanel slider-to-text latency for 24 new tokens (set a slider, press Generate; unsteered text cached; the
+  panel's own `timings["text"]`: the steered text is on screen) -> median, with the configured thread count and with 2
+  threads, beside plain HF generating the same 24 tokens and the time until the KL and the chart are there too;
+- the KL a steered text caused (`measure_kl`, run after every slider move and by every strength calibration): forward
+  passes on the plain HF model with the steering hook relayed vs the same passes on the bridge (`bridge_generation()`);
+- the floor of a generated token on this machine: one vector times every weight matrix (the reads alone).
 Run: .venv/bin/python benchmarks/bench_steering.py [--threads 1] [--rounds 3] [--new-tokens 32] [--latency-only]."""
-import argparse, os, statistics, time
+import argparse, contextlib, os, statistics, time
 os.environ.setdefault("HF_HUB_OFFLINE", "1"); os.environ.setdefault("INTERPWB_PROGRESS", "0")
 import torch
 from interpwb.core import set_threads
@@ -100,17 +104,41 @@ panel = SteeringPanel(ks, ks.classifier, prompt=QUESTIONS[0], max_new_tokens=24,
 panel.button.click()  # caches the unsteered text and its probabilities (not part of a slider move)
 print()
 for th in sorted({threads, 2}):  # the configured thread count, and both cores of a 2-core machine
-    set_threads(th); lat = []
-    for v in (0.5, 1.0, -0.5, 0.8, -1.0):
+    set_threads(th); to_text, to_all, ref = [], [], []
+    toks = plain_hf_prompt(QUESTIONS[0])
+    for v in (0.5, 1.0, -0.5, 0.8, -1.0):   # interleaved: a slider move, then the floor
         panel.sliders["casual"].value = v
-        t = time.perf_counter(); panel.button.click(); lat.append(time.perf_counter() - t)
+        t = time.perf_counter(); panel.button.click(); to_all.append(time.perf_counter() - t)
         assert panel.error is None, panel.error
-    toks = plain_hf_prompt(QUESTIONS[0]); ref = []
-    for _ in range(len(lat)):   # the floor: plain HF greedy generation of the same 24 tokens, same thread count
-        t = time.perf_counter()
+        to_text.append(panel.timings["text"])      # the text is on screen; the KL and the chart follow
+        t = time.perf_counter()   # the floor: plain HF greedy generation of the same 24 tokens, same thread count
         with torch.no_grad(): plain_hf.generate(**toks, max_new_tokens=24, min_new_tokens=24, do_sample=False, pad_token_id=EOS)
         ref.append(time.perf_counter() - t)
-    print(f"slider-to-text latency, 24 new tokens, {th} thread(s): median {statistics.median(lat):.2f} s over {len(lat)} "
-          f"(min {min(lat):.2f}, max {max(lat):.2f}; target <= 1.5 s on 2 cores); plain HF generating the same 24 tokens "
-          f"unsteered: median {statistics.median(ref):.2f} s -> ratio {statistics.median(lat) / statistics.median(ref):.2f}")
+    med = statistics.median
+    print(f"slider-to-text latency, 24 new tokens, {th} thread(s): median {med(to_text):.2f} s over {len(to_text)} "
+          f"(min {min(to_text):.2f}, max {max(to_text):.2f}; target <= 1.5 s on 2 cores); plain HF generating the same 24 tokens "
+          f"unsteered: median {med(ref):.2f} s -> ratio {med(to_text) / med(ref):.2f}; "
+          f"with the KL and the chart's probabilities: {med(to_all):.2f} s (ratio {med(to_all) / med(ref):.2f})")
+set_threads(threads); text = ks.generate([QUESTIONS[0]], WEIGHTS, alpha=ALPHA, max_new_tokens=24)[0]
+kl_times = {"plain HF route": [], "bridge": []}
+for _ in range(5):   # interleaved
+    for name in kl_times:
+        t = time.perf_counter()
+        with (bridge_generation() if name == "bridge" else contextlib.nullcontext()):
+            ks.measure_kl([QUESTIONS[0]], WEIGHTS, ALPHA, texts=[text])
+        kl_times[name].append(time.perf_counter() - t)
+plain_kl, bridge_kl = statistics.median(kl_times["plain HF route"]), statistics.median(kl_times["bridge"])
+print(f"measure_kl of one 24-token steered text, {threads} thread(s): plain HF route {plain_kl:.2f} s, bridge {bridge_kl:.2f} s "
+      f"(median of 5) -> {bridge_kl / plain_kl:.2f}x faster")
+weights = [p for p in plain_hf.parameters() if p.dim() == 2]   # every matrix a token's forward pass reads (LM head = embedding)
+x = {w.shape[1]: torch.randn(1, w.shape[1]) for w in weights}
+reads = []
+with torch.no_grad():
+    for _ in range(5):
+        t = time.perf_counter()
+        for w in weights: torch.nn.functional.linear(x[w.shape[1]], w)
+        reads.append(time.perf_counter() - t)
+print(f"the floor of one generated token, {threads} thread(s): multiplying one vector by every weight matrix "
+      f"({sum(w.numel() for w in weights) / 1e6:.0f} M weights) takes {1000 * statistics.median(reads):.0f} ms (median of 5) "
+      f"-> {24 * statistics.median(reads):.2f} s for 24 tokens before anything else")
 print(f"load average during the run: {os.getloadavg()[0]:.1f} (other processes share these cores)")

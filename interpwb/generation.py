@@ -12,7 +12,7 @@ from .models import tokenize, hooked_points
 from .plain import _hf_view
 
 # %% auto #0
-__all__ = ['bridge_generation', 'generate_texts']
+__all__ = ['bridge_generation', 'forward_logits', 'generate_texts']
 
 # %% ../nbs/03_generation.ipynb #8ddfd167
 def _through(point, value):
@@ -45,10 +45,16 @@ _VIA_BRIDGE = contextvars.ContextVar("interpwb_generate_via_bridge", default=Fal
 
 @contextlib.contextmanager
 def bridge_generation():
-    "Inside this block `generate_texts` runs TransformerLens's own generation loop (the slower reference)."
+    "Inside this block `generate_texts` and `forward_logits` run on the bridge itself (the slower reference)."
     token = _VIA_BRIDGE.set(True)
     try: yield
     finally: _VIA_BRIDGE.reset(token)
+
+def _plain_route(model:TransformerBridge):
+    "(plain HF model, hook sites, hooked points) to run `model` on now; None when an attached hook or `bridge_generation` needs the bridge."
+    view, hooked = None if _VIA_BRIDGE.get() else _hf_view(model), hooked_points(model)
+    if view is None or any(id(m) not in view[2] for m in hooked): return None
+    return view[1], view[2], hooked
 
 # %% ../nbs/03_generation.ipynb #81abb28c
 def _stop_ids(model:TransformerBridge) -> list[int]:
@@ -59,15 +65,28 @@ def _stop_ids(model:TransformerBridge) -> list[int]:
 
 def _generate_tokens(model:TransformerBridge, toks:torch.Tensor, mask:torch.Tensor, max_new_tokens:int, do_sample:bool) -> torch.Tensor:
     "Prompt + new tokens `[batch, pos]`: HF `generate` on the plain model when every attached hook maps to it, else the bridge's loop."
-    view, hooked = None if _VIA_BRIDGE.get() else _hf_view(model), hooked_points(model)
-    if view is None or any(id(m) not in view[2] for m in hooked):
+    route = _plain_route(model)
+    if route is None:
         return model.generate(toks, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=do_sample,
                               verbose=False, return_type="tokens", stop_at_eos=True)
     stop, pad = _stop_ids(model), model.tokenizer.pad_token_id
     sampling = dict(temperature=1.0, top_k=0, top_p=1.0) if do_sample else {}   # the full distribution, as the bridge samples
-    with _relayed(view[2], hooked):
-        return view[1].generate(toks, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=do_sample,
+    plain, sites, hooked = route
+    with _relayed(sites, hooked):
+        return plain.generate(toks, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=do_sample,
                                 eos_token_id=stop, pad_token_id=stop[0] if pad is None else pad, **sampling)
+
+# %% ../nbs/03_generation.ipynb #9a655c2e
+@torch.no_grad()
+def forward_logits(model:TransformerBridge, # the language model (with whatever hooks the caller attached to its hook points)
+                   toks:torch.Tensor, # token ids [batch, pos]
+                   attention_mask:torch.Tensor|None=None, # [batch, pos] (None = every token is real)
+                  ) -> torch.Tensor:
+    "Next-token logits `[batch, pos, vocab]` of `toks` with the attached hooks active: on the plain HF model when they all map to it, else the bridge."
+    route = _plain_route(model)
+    if route is None: return model(toks, attention_mask=attention_mask)
+    plain, sites, hooked = route
+    with _relayed(sites, hooked): return plain(toks, attention_mask=attention_mask).logits
 
 # %% ../nbs/03_generation.ipynb #3503d599
 @torch.no_grad()

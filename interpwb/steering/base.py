@@ -12,7 +12,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from fastcore.basics import patch
 from ..core import check_choice, check_number
 from ..models import chat_prompt, find_hook, layer_of
-from ..generation import generate_texts
+from ..generation import generate_texts, forward_logits
 from ..scoring import continuation_ids
 
 # %% auto #0
@@ -193,8 +193,9 @@ def measure_kl(self:Steerer,
         ids, start = continuation_ids(self.model.tokenizer, chat_prompt(self.model, p) if chat else p, t)
         if start >= len(ids): out.append(np.nan); continue
         toks, prompt_mask = torch.tensor([ids], device=self.model.cfg.device), torch.ones(1, start, dtype=torch.long)
-        with self.steering(weights, alpha, attention_mask=prompt_mask, **steer_kw): steered = self.model(toks)[0, start - 1:-1]
-        plain = self.model(toks)[0, start - 1:-1]
+        with self.steering(weights, alpha, attention_mask=prompt_mask, **steer_kw):
+            steered = forward_logits(self.model, toks)[0, start - 1:-1]
+        plain = forward_logits(self.model, toks)[0, start - 1:-1]
         ls, lu = F.log_softmax(steered.float(), -1), F.log_softmax(plain.float(), -1)
         out.append((ls.exp() * (ls - lu)).sum(-1).mean().item())
     return np.array(out)

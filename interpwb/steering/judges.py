@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 from ..core import progress
 from ..models import chat_prompt, tokenize, load_model
+from ..generation import forward_logits
 
 # %% auto #0
 __all__ = ['PRESENCE_TEMPLATE', 'STRENGTH_TEMPLATE', 'Judge', 'rubric_prompts', 'LocalJudge', 'EndpointJudge']
@@ -87,7 +88,7 @@ class LocalJudge(Judge):
         out = []
         for s in range(0, len(prompts), self.batch_size):
             toks, mask = tokenize(self.model, prompts[s:s+self.batch_size], padding_side="right")
-            logits = self.model(toks)
+            logits = forward_logits(self.model, toks)
             last = mask.sum(1) - 1  # right padding: the last real token is at length-1
             out.append(logits[torch.arange(len(toks)), last].float().log_softmax(-1).cpu())
         return torch.cat(out)

@@ -72,7 +72,7 @@ class SteeringPanel(Panel):
         self.chart = W.Output()
         self.texts = {"base": None, "steered": None}; self.probs = {"base": None, "steered": None}
         self.generation, self._done, self._thread, self._base_cache = 0, 0, None, {}
-        self.error = None
+        self.error, self.timings = None, {}   # timings: seconds from a press to the text and to everything
         for w in [*self.sliders.values(), self.alpha, self.steps, self.prompt]: w.observe(self._stale, names="value")
         self.unit.observe(self._on_unit, names="value")
         self.button.on_click(self._clicked)
@@ -116,23 +116,31 @@ def _clicked(self:SteeringPanel, button=None):
 # %% ../../nbs/steering/09_panel.ipynb #b2ad6d34
 @patch
 def _run(self:SteeringPanel):
-    "Generate until the latest request is served; results of superseded requests are dropped."
+    "Serve the latest request: its texts first, then the KL they caused and their probabilities; superseded results are dropped."
     while self._done < self.generation:
         req = self.generation
         self.status.value = "generating ..."
         t0 = time.time()
-        try: base, steered, pb, ps = self._compute()
+        try:
+            asked = self._compute()
+            if req != self.generation: continue  # stale: a newer click arrived while generating
+            self.texts.update(base=asked["base"], steered=asked["steered"])
+            self.probs["steered"], self.used_alpha, self.measured_kl = None, asked["alpha"], None
+            self._draw(); self.timings = dict(text=time.time() - t0)     # the text is on screen
+            self.status.value = "measuring the KL and the probabilities ..."
+            kl, pb, ps = self._readings(asked)
         except Exception as e:  # show the problem in the panel instead of losing it in a thread
             self.error = e; self.status.value = f"<span style='color:#c00'>{html.escape(str(e))}</span>"; self._done = req; return
-        if req != self.generation: continue  # stale: a newer click arrived while generating
-        self.texts.update(base=base, steered=steered); self.probs.update(base=pb, steered=ps)
+        if req != self.generation: continue
+        self.measured_kl = kl; self.probs.update(base=pb, steered=ps)
         self.error, self._done = None, req
-        self._draw()
-        self.status.value = f"done in {time.time()-t0:.1f} s (generation {req})"
+        self._draw(); self.timings["total"] = time.time() - t0
+        self.status.value = f"done in {self.timings['total']:.1f} s, text after {self.timings['text']:.1f} s (generation {req})"
 
 # %% ../../nbs/steering/09_panel.ipynb #3661d0b3
 @patch
-def _compute(self:SteeringPanel):
+def _compute(self:SteeringPanel) -> dict:
+    "The current request and its texts: prompt, n, weights, alpha (None = unsteered), kw (steps), base and steered text."
     p, n, st = self.prompt.value.strip(), self.max_new_tokens, self.steerer
     if not p: raise ValueError("The prompt is empty.")
     if (p, n) not in self._base_cache: self._base_cache[(p, n)] = st.generate([p], {}, max_new_tokens=n)[0]
@@ -144,25 +152,28 @@ def _compute(self:SteeringPanel):
         alpha = st.alpha_for(w, self.alpha.value, **self.calibration, **kw)
         self.status.value = "generating ..."
     steered = st.generate([p], w, alpha=alpha, max_new_tokens=n, **kw)[0] if w else base
-    self.used_alpha = alpha if w else None
-    # the KL this text's steering caused, per token (0 when unsteered)
-    self.measured_kl = float(st.measure_kl([p], w, alpha, max_new_tokens=n, texts=[steered], **kw)[0]) if w else 0.0
-    pb = ps = None
-    if self.eval_classifier is not None:  # the unsteered text's probabilities are cached with it
-        key = (p, n, "probs")
-        if key not in self._base_cache: self._base_cache[key] = text_probs(self.eval_classifier, st.model, [p], [base])[0]
-        pb = self._base_cache[key]
-        ps = pb if steered == base else text_probs(self.eval_classifier, st.model, [p], [steered])[0]
-    return base, steered, pb, ps
+    return dict(prompt=p, n=n, weights=w, alpha=alpha if w else None, kw=kw, base=base, steered=steered)
+
+@patch
+def _readings(self:SteeringPanel, asked:dict) -> tuple:
+    "(KL per token the steering caused on the steered text, unsteered and steered probabilities) for a `_compute` result."
+    st, p, n, w = self.steerer, asked["prompt"], asked["n"], asked["weights"]
+    kl = float(st.measure_kl([p], w, asked["alpha"], max_new_tokens=n, texts=[asked["steered"]], **asked["kw"])[0]) if w else 0.0
+    if self.eval_classifier is None: return kl, None, None
+    key = (p, n, "probs")   # the unsteered text's probabilities are cached with it
+    if key not in self._base_cache: self._base_cache[key] = text_probs(self.eval_classifier, st.model, [p], [asked["base"]])[0]
+    pb = self._base_cache[key]
+    return kl, pb, pb if asked["steered"] == asked["base"] else text_probs(self.eval_classifier, st.model, [p], [asked["steered"]])[0]
 
 # %% ../../nbs/steering/09_panel.ipynb #f126327e
 @patch
 def _draw(self:SteeringPanel):
     fmt = lambda t: "<i>(press Generate)</i>" if t is None else f"<div style='white-space:pre-wrap'>{html.escape(t) or '<i>(empty)</i>'}</div>"
     self.base_html.value, self.steered_html.value = fmt(self.texts["base"]), fmt(self.texts["steered"])
+    alpha = f"alpha {self.used_alpha:.3f}, " if self.used_alpha else "no steering, "
     if self.measured_kl is not None:
-        self.strength_note.value = ("<span style='color:#555'>" + (f"alpha {self.used_alpha:.3f}, " if self.used_alpha else "no steering, ")
-                                    + f"{self.measured_kl:.2f} nats/token on this text</span>")
+        self.strength_note.value = f"<span style='color:#555'>{alpha}{self.measured_kl:.2f} nats/token on this text</span>"
+    elif self.texts["steered"] is not None: self.strength_note.value = f"<span style='color:#555'>{alpha}measuring the KL ...</span>"
     labels = self.eval_classifier.labels if self.eval_classifier is not None else self.steerer.labels
     self.figure = attribute_bars_figure(labels, self.probs["base"], self.probs["steered"], self.weights)
     if self.eval_classifier is None or self.probs["base"] is None: return
