@@ -99,20 +99,25 @@ def _shared(a:list[int], b:list[int]) -> int:
 
 _CALL_COST = 8  # a forward pass costs about as much as this many extra tokens (used to weigh small batches)
 
-def _recut(ids, batches, batch_size, overhead=_CALL_COST, span=48):
-    "Runs of consecutive batches re-cut by length under the prefix the whole run shares, where that runs fewer tokens."
-    cost = lambda b, k: len(b) * (max(len(ids[i]) for i in b) - k) + k + overhead
+def _recut(ids, batches, batch_size, overhead=_CALL_COST, span=32):
+    "Runs of consecutive batches (in token order) re-cut by length under the prefix the whole run shares, where that runs fewer tokens."
+    cost = [len(b) * (max(len(ids[i]) for i in b) - k) + k + overhead for b, k in batches]
+    inner = [_shared(ids[b[0]], ids[b[-1]]) for b, _ in batches]           # token order: a run's first and last text bound it
+    between = [_shared(ids[x[0][-1]], ids[y[0][0]]) for x, y in zip(batches, batches[1:])]
     best, cut = [0] + [None] * len(batches), [None] * (len(batches) + 1)
     for e in range(1, len(batches) + 1):                                   # best[e]: cost of the first e batches
-        lens, as_is, last = [], 0, ids[batches[e-1][0][-1]]
+        best[e], cut[e] = best[e-1] + cost[e-1], (e - 1, None)              # the last batch as it is
+        lens, as_is, common = [], 0, 10**9
         for s in range(e - 1, max(0, e - span) - 1, -1):                    # the last run is batches[s:e]
-            b, k = batches[s]; as_is += cost(b, k)
-            for i in b: bisect.insort(lens, -len(ids[i]))
-            K = min(_shared(ids[b[0]], last), -lens[-1] - 1)               # texts are in token order: first vs last
-            K = K if K >= 4 else 0
-            recut = sum(min(batch_size, len(lens) - j) * (-lens[j] - K) + overhead for j in range(0, len(lens), batch_size)) + K
+            as_is += cost[s]
+            common = min(common, inner[s], between[s] if s < e - 1 else 10**9)
+            for i in batches[s][0]: bisect.insort(lens, -len(ids[i]))
+            K = min(common, -lens[-1] - 1)
+            if K < 4: break                                                 # nothing shared now, nor further back
+            heads = lens[::batch_size]                                      # minus the longest text of each batch of the re-cut
+            recut = -sum(heads) * batch_size + heads[-1] * (len(heads) * batch_size - len(lens)) + len(lens) * -K + len(heads) * overhead + K
             c = best[s] + min(as_is, recut)
-            if best[e] is None or c < best[e]: best[e], cut[e] = c, (s, K if recut < as_is else None)
+            if c < best[e]: best[e], cut[e] = c, (s, K if recut < as_is else None)
     runs, e = [], len(batches)
     while e:
         s, K = cut[e]
