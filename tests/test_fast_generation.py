@@ -173,3 +173,23 @@ def test_the_plain_model_cache_lets_a_bridge_be_freed():
     assert hf_model(model) is not None
     ref = weakref.ref(model); del model; gc.collect()
     assert ref() is None
+
+# ---------- one forward pass with the hooks: forward_logits, measure_kl ----------
+def forward_calls(model) -> tuple[dict, list]:
+    "Counts forward passes of the plain HF model and of the bridge (pre-hooks; the caller removes the handles)."
+    calls = {"hf": 0, "bridge": 0}
+    def count(key): return lambda *a, **k: calls.__setitem__(key, calls[key] + 1)
+    return calls, [hf_model(model).register_forward_pre_hook(count("hf")), model.register_forward_pre_hook(count("bridge"))]
+
+@pytest.mark.parametrize("method", ["k-steering", "linear", "caa"])
+@pytest.mark.parametrize("positions", ["all", "generated"])
+def test_measure_kl_runs_on_the_plain_model_and_equals_the_bridge(tiny, steerers, method, positions):
+    st = steerers[method]
+    text = st.generate(ONE, {"a": 1.0}, alpha=2.0, max_new_tokens=6, positions=positions)[0]
+    calls, handles = forward_calls(tiny)
+    try: fast = st.measure_kl(ONE, {"a": 1.0}, 2.0, texts=[text], positions=positions)
+    finally:
+        for h in handles: h.remove()
+    assert calls == {"hf": 2, "bridge": 0}, calls            # the steered and the unsteered pass, both on the plain model
+    with bridge_generation(): slow = st.measure_kl(ONE, {"a": 1.0}, 2.0, texts=[text], positions=positions)
+    assert fast[0] > 1e-4 and abs(fast[0] - slow[0]) <= 1e-4 * slow[0] + 1e-7, (fast, slow)
