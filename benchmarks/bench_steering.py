@@ -7,7 +7,8 @@ asserts - these machines are noisy, so every setting is measured interleaved, ro
   ratios to plain HF unsteered (target: steered >= 0.97x);
 - SteeringPanel slider-to-text latency for 24 new tokens (set a slider, press Generate; unsteered text cached; the
   panel's own `timings["text"]`: the steered text is on screen) -> median, with the configured thread count and with 2
-  threads, beside plain HF generating the same 24 tokens and the time until the KL and the chart are there too;
+  threads, beside plain HF generating the same 24 tokens, the time until the KL and the chart are there too, and the
+  time until the first words of the steered text show (the text grows in its box as it is generated);
 - the KL a steered text caused (`measure_kl`, run after every slider move and by every strength calibration): forward
   passes on the plain HF model with the steering hook relayed vs the same passes on the bridge (`bridge_generation()`);
 - the floor of a generated token on this machine: one vector times every weight matrix (the reads alone).
@@ -104,13 +105,13 @@ panel = SteeringPanel(ks, ks.classifier, prompt=QUESTIONS[0], max_new_tokens=24,
 panel.button.click()  # caches the unsteered text and its probabilities (not part of a slider move)
 print()
 for th in sorted({threads, 2}):  # the configured thread count, and both cores of a 2-core machine
-    set_threads(th); to_text, to_all, ref = [], [], []
+    set_threads(th); to_first, to_text, to_all, ref = [], [], [], []
     toks = plain_hf_prompt(QUESTIONS[0])
     for v in (0.5, 1.0, -0.5, 0.8, -1.0):   # interleaved: a slider move, then the floor
         panel.sliders["casual"].value = v
         t = time.perf_counter(); panel.button.click(); to_all.append(time.perf_counter() - t)
         assert panel.error is None, panel.error
-        to_text.append(panel.timings["text"])      # the text is on screen; the KL and the chart follow
+        to_first.append(panel.timings["first words"]); to_text.append(panel.timings["text"])   # the KL and the chart follow
         t = time.perf_counter()   # the floor: plain HF greedy generation of the same 24 tokens, same thread count
         with torch.no_grad(): plain_hf.generate(**toks, max_new_tokens=24, min_new_tokens=24, do_sample=False, pad_token_id=EOS)
         ref.append(time.perf_counter() - t)
@@ -118,7 +119,8 @@ for th in sorted({threads, 2}):  # the configured thread count, and both cores o
     print(f"slider-to-text latency, 24 new tokens, {th} thread(s): median {med(to_text):.2f} s over {len(to_text)} "
           f"(min {min(to_text):.2f}, max {max(to_text):.2f}; target <= 1.5 s on 2 cores); plain HF generating the same 24 tokens "
           f"unsteered: median {med(ref):.2f} s -> ratio {med(to_text) / med(ref):.2f}; "
-          f"with the KL and the chart's probabilities: {med(to_all):.2f} s (ratio {med(to_all) / med(ref):.2f})")
+          f"with the KL and the chart's probabilities: {med(to_all):.2f} s (ratio {med(to_all) / med(ref):.2f}); "
+          f"the first words of the steered text show after {med(to_first):.2f} s")
 set_threads(threads); text = ks.generate([QUESTIONS[0]], WEIGHTS, alpha=ALPHA, max_new_tokens=24)[0]
 kl_times = {"plain HF route": [], "bridge": []}
 for _ in range(5):   # interleaved

@@ -63,7 +63,20 @@ def _stop_ids(model:TransformerBridge) -> list[int]:
     stop = model.tokenizer.eos_token_id if stop is None else stop
     return [int(stop)] if isinstance(stop, int) else [int(s) for s in stop]
 
-def _generate_tokens(model:TransformerBridge, toks:torch.Tensor, mask:torch.Tensor, max_new_tokens:int, do_sample:bool) -> torch.Tensor:
+class _Streamer:
+    "Takes HF generate's tokens (the prompt first, then one new token a step) and calls `on_text` with the new text so far."
+    def __init__(self, model:TransformerBridge, on_text):
+        self.tokenizer, self.stops, self.on_text = model.tokenizer, set(_stop_ids(model)), on_text
+        self.ids, self.prompt_seen, self.stopped = [], False, False
+    def put(self, tokens:torch.Tensor):
+        if not self.prompt_seen: self.prompt_seen = True; return
+        token = int(tokens.reshape(-1)[0])
+        if self.stopped or token in self.stops: self.stopped = True; return
+        self.ids.append(token); self.on_text(self.tokenizer.decode(self.ids, skip_special_tokens=True))
+    def end(self): pass
+
+def _generate_tokens(model:TransformerBridge, toks:torch.Tensor, mask:torch.Tensor, max_new_tokens:int, do_sample:bool,
+                     on_text=None) -> torch.Tensor:
     "Prompt + new tokens `[batch, pos]`: HF `generate` on the plain model when every attached hook maps to it, else the bridge's loop."
     route = _plain_route(model)
     if route is None:
@@ -74,7 +87,8 @@ def _generate_tokens(model:TransformerBridge, toks:torch.Tensor, mask:torch.Tens
     plain, sites, hooked = route
     with _relayed(sites, hooked):
         return plain.generate(toks, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=do_sample,
-                                eos_token_id=stop, pad_token_id=stop[0] if pad is None else pad, **sampling)
+                                eos_token_id=stop, pad_token_id=stop[0] if pad is None else pad,
+                                streamer=None if on_text is None else _Streamer(model, on_text), **sampling)
 
 # %% ../nbs/03_generation.ipynb #9a655c2e
 @torch.no_grad()
@@ -97,11 +111,13 @@ def generate_texts(model:TransformerBridge, # the language model (with whatever 
                    do_sample:bool=False, # greedy by default
                    seed:int=0, # seeds each batch when sampling
                    steer=None, # optional callable(attention_mask) -> context manager active during each batch
+                   on_text=None, # optional callable(text so far), called at each new token (one text, plain path)
                   ) -> list[str]:
     "The continuation of each text (new text only, cut at the first end-of-turn token)."
     if isinstance(texts, str): texts = [texts]
     texts = list(texts)
     if not texts: raise ValueError("generate_texts needs at least one text; got an empty list.")
+    if on_text is not None and len(texts) != 1: raise ValueError(f"on_text streams one text; got {len(texts)}.")
     check_number(max_new_tokens, "max_new_tokens", low=1, integer=True)
     check_number(batch_size, "batch_size", low=1, integer=True)
     stops, out = set(_stop_ids(model)), []
@@ -112,7 +128,7 @@ def generate_texts(model:TransformerBridge, # the language model (with whatever 
                           f"exceed the model's context of {model.cfg.n_ctx}; generation past it is unreliable.")
         if do_sample: seed_everything(seed + i)
         with (steer(mask) if steer is not None else contextlib.nullcontext()):
-            gen = _generate_tokens(model, toks, mask, int(max_new_tokens), do_sample)
+            gen = _generate_tokens(model, toks, mask, int(max_new_tokens), do_sample, on_text)
         for row in gen[:, toks.shape[1]:].tolist():
             row = row[:next((k for k, t in enumerate(row) if t in stops), len(row))]
             out.append(model.tokenizer.decode(row, skip_special_tokens=True))

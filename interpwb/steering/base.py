@@ -159,6 +159,7 @@ def generate(self:Steerer,
              do_sample:bool=False, # greedy by default
              seed:int=0, # used when sampling
              kl:float|None=None, # strength in nats per generated token instead of alpha (calibrated by `alpha_for`)
+             on_text=None, # optional callable(text so far) at each new token (one prompt; see `generate_texts`)
              **kw, # targets=/avoid= alternatives to weights
             ) -> list[str]:
     "Generate a continuation of each prompt with steering active; returns the new text only."
@@ -170,7 +171,7 @@ def generate(self:Steerer,
         alpha = self.alpha_for(weights, kl, steps=steps, decay=decay, positions=positions, layers=layers, avoid_only=avoid_only)
     texts = [chat_prompt(self.model, p) if chat else p for p in prompts]
     steer = lambda mask: self.steering(weights, alpha, steps, decay, positions, layers, avoid_only, attention_mask=mask, **kw)
-    return generate_texts(self.model, texts, max_new_tokens, batch_size, do_sample, seed, steer=steer)
+    return generate_texts(self.model, texts, max_new_tokens, batch_size, do_sample, seed, steer=steer, on_text=on_text)
 
 # %% ../../nbs/steering/02_base.ipynb #0efbe2e8
 @patch

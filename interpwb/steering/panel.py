@@ -72,7 +72,7 @@ class SteeringPanel(Panel):
         self.chart = W.Output()
         self.texts = {"base": None, "steered": None}; self.probs = {"base": None, "steered": None}
         self.generation, self._done, self._thread, self._base_cache = 0, 0, None, {}
-        self.error, self.timings = None, {}   # timings: seconds from a press to the text and to everything
+        self.error, self.timings, self._t0 = None, {}, 0.0   # timings: seconds from a press to the first words, the text, everything
         for w in [*self.sliders.values(), self.alpha, self.steps, self.prompt]: w.observe(self._stale, names="value")
         self.unit.observe(self._on_unit, names="value")
         self.button.on_click(self._clicked)
@@ -120,14 +120,14 @@ def _run(self:SteeringPanel):
     while self._done < self.generation:
         req = self.generation
         self.status.value = "generating ..."
-        t0 = time.time()
+        t0 = self._t0 = time.time(); self.timings = {}
         try:
             asked = self._compute()
             if req != self.generation: continue  # stale: a newer click arrived while generating
             self.texts.update(base=asked["base"], steered=asked["steered"])    # the unsteered bars only if known for this prompt
             self.probs.update(base=self._base_cache.get((asked["prompt"], asked["n"], "probs")), steered=None)
             self.used_alpha, self.measured_kl = asked["alpha"], None
-            self._draw(); self.timings = dict(text=time.time() - t0)     # the text is on screen
+            self._draw(); self.timings["text"] = time.time() - t0        # the whole text is on screen
             self.status.value = "measuring the KL and the probabilities ..."
             kl, pb, ps = self._readings(asked)
         except Exception as e:  # show the problem in the panel instead of losing it in a thread
@@ -144,7 +144,12 @@ def _compute(self:SteeringPanel) -> dict:
     "The current request and its texts: prompt, n, weights, alpha (None = unsteered), kw (steps), base and steered text."
     p, n, st = self.prompt.value.strip(), self.max_new_tokens, self.steerer
     if not p: raise ValueError("The prompt is empty.")
-    if (p, n) not in self._base_cache: self._base_cache[(p, n)] = st.generate([p], {}, max_new_tokens=n)[0]
+    def show(box):   # the text as it grows; the first words of the steered text are timed
+        def on_text(text):
+            if box is self.steered_html: self.timings.setdefault("first words", time.time() - self._t0)
+            box.value = _text_html(text + " ...")
+        return on_text
+    if (p, n) not in self._base_cache: self._base_cache[(p, n)] = st.generate([p], {}, max_new_tokens=n, on_text=show(self.base_html))[0]
     base = self._base_cache[(p, n)]
     w = self.weights
     alpha, kw = self.alpha.value, dict(steps=self.steps.value)
@@ -152,7 +157,7 @@ def _compute(self:SteeringPanel) -> dict:
         self.status.value = "calibrating the strength for this setting (once) ..."
         alpha = st.alpha_for(w, self.alpha.value, **self.calibration, **kw)
         self.status.value = "generating ..."
-    steered = st.generate([p], w, alpha=alpha, max_new_tokens=n, **kw)[0] if w else base
+    steered = st.generate([p], w, alpha=alpha, max_new_tokens=n, on_text=show(self.steered_html), **kw)[0] if w else base
     return dict(prompt=p, n=n, weights=w, alpha=alpha if w else None, kw=kw, base=base, steered=steered)
 
 @patch
@@ -167,10 +172,14 @@ def _readings(self:SteeringPanel, asked:dict) -> tuple:
     return kl, pb, pb if asked["steered"] == asked["base"] else text_probs(self.eval_classifier, st.model, [p], [asked["steered"]])[0]
 
 # %% ../../nbs/steering/09_panel.ipynb #f126327e
+def _text_html(text:str|None) -> str:
+    "A text box's HTML: the text (escaped, line breaks kept), or a hint before the first generation."
+    if text is None: return "<i>(press Generate)</i>"
+    return f"<div style='white-space:pre-wrap'>{html.escape(text) or '<i>(empty)</i>'}</div>"
+
 @patch
 def _draw(self:SteeringPanel):
-    fmt = lambda t: "<i>(press Generate)</i>" if t is None else f"<div style='white-space:pre-wrap'>{html.escape(t) or '<i>(empty)</i>'}</div>"
-    self.base_html.value, self.steered_html.value = fmt(self.texts["base"]), fmt(self.texts["steered"])
+    self.base_html.value, self.steered_html.value = _text_html(self.texts["base"]), _text_html(self.texts["steered"])
     alpha = f"alpha {self.used_alpha:.3f}, " if self.used_alpha else "no steering, "
     if self.measured_kl is not None:
         self.strength_note.value = f"<span style='color:#555'>{alpha}{self.measured_kl:.2f} nats/token on this text</span>"
