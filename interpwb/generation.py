@@ -6,13 +6,14 @@
 from __future__ import annotations
 import contextlib, contextvars, warnings
 import torch
+from transformers import DynamicCache
 from transformer_lens.model_bridge import TransformerBridge
 from .core import check_number, seed_everything, progress
 from .models import tokenize, hooked_points
 from .plain import _hf_view
 
 # %% auto #0
-__all__ = ['bridge_generation', 'forward_logits', 'generate_texts']
+__all__ = ['bridge_generation', 'forward_logits', 'prefix_cache', 'generate_texts']
 
 # %% ../nbs/03_generation.ipynb #8ddfd167
 def _through(point, value):
@@ -95,12 +96,26 @@ def _generate_tokens(model:TransformerBridge, toks:torch.Tensor, mask:torch.Tens
 def forward_logits(model:TransformerBridge, # the language model (with whatever hooks the caller attached to its hook points)
                    toks:torch.Tensor, # token ids [batch, pos]
                    attention_mask:torch.Tensor|None=None, # [batch, pos] (None = every token is real)
+                   past_key_values=None, # a KV cache (from `prefix_cache`, copied per use) that `toks` continue; it grows by them
                   ) -> torch.Tensor:
     "Next-token logits `[batch, pos, vocab]` of `toks` with the attached hooks active: on the plain HF model when they all map to it, else the bridge."
+    past = {} if past_key_values is None else dict(past_key_values=past_key_values)
     route = _plain_route(model)
-    if route is None: return model(toks, attention_mask=attention_mask)
+    if route is None: return model(toks, attention_mask=attention_mask, **past)
     plain, sites, hooked = route
-    with _relayed(sites, hooked): return plain(toks, attention_mask=attention_mask).logits
+    with _relayed(sites, hooked): return plain(toks, attention_mask=attention_mask, use_cache=bool(past), **past).logits
+
+@torch.no_grad()
+def prefix_cache(model:TransformerBridge, # the language model (hooks as for `forward_logits`)
+                 toks:torch.Tensor, # token ids [1, pos] of a prefix that several texts share
+                ) -> DynamicCache:
+    "The KV cache of `toks`, on the same route as `forward_logits`; deep-copy it (and repeat it per row) for each use."
+    route = _plain_route(model)
+    if route is None: return model(toks, return_type="logits_and_cache", use_cache=True)[1]
+    plain, sites, hooked = route
+    cache = DynamicCache(config=plain.config)
+    with _relayed(sites, hooked): plain(toks, past_key_values=cache, use_cache=True)
+    return cache
 
 # %% ../nbs/03_generation.ipynb #3503d599
 @torch.no_grad()

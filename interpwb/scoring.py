@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from .core import progress
+from .generation import forward_logits, prefix_cache
 
 # %% auto #0
 __all__ = ['token_logprobs', 'continuation_ids', 'continuation_logprobs', 'perplexity', 'option_logprobs']
@@ -47,7 +48,7 @@ def _score_rows(model, rows:list[tuple[list[int], int]], batch_size:int, share_p
     if share_prefix and len(todo) > 1:
         first, limit = rows[todo[0]][0], min(rows[i][1] for i in todo) - 1
         while start < limit and all(rows[i][0][start] == first[start] for i in todo): start += 1
-        if start >= 4: _, cache = model(torch.tensor([first[:start]], device=dev), return_type="logits_and_cache", use_cache=True)
+        if start >= 4: cache = prefix_cache(model, torch.tensor([first[:start]], device=dev))
         else: start = 0
     for b in progress(range(0, len(todo), batch_size), desc="scoring"):
         idx = todo[b:b+batch_size]
@@ -55,8 +56,8 @@ def _score_rows(model, rows:list[tuple[list[int], int]], batch_size:int, share_p
         ids = torch.tensor([rows[i][0] + [pad] * (width - len(rows[i][0])) for i in idx], device=dev)
         if cache is not None:
             past = copy.deepcopy(cache); past.batch_repeat_interleave(len(idx))
-            lp = token_logprobs(model(ids[:, start:], past_key_values=past), ids[:, start:])
-        else: lp = token_logprobs(model(ids), ids)
+            lp = token_logprobs(forward_logits(model, ids[:, start:], past_key_values=past), ids[:, start:])
+        else: lp = token_logprobs(forward_logits(model, ids), ids)
         for r, i in enumerate(idx):
             n, k = len(rows[i][0]), rows[i][1]
             out[i] = lp[r, k - 1 - start:n - 1 - start].cpu()

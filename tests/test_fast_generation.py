@@ -193,3 +193,16 @@ def test_measure_kl_runs_on_the_plain_model_and_equals_the_bridge(tiny, steerers
     assert calls == {"hf": 2, "bridge": 0}, calls            # the steered and the unsteered pass, both on the plain model
     with bridge_generation(): slow = st.measure_kl(ONE, {"a": 1.0}, 2.0, texts=[text], positions=positions)
     assert fast[0] > 1e-4 and abs(fast[0] - slow[0]) <= 1e-4 * slow[0] + 1e-7, (fast, slow)
+
+@pytest.mark.parametrize("share_prefix", [False, True])
+def test_continuation_scores_run_on_the_plain_model_and_equal_the_bridge(tiny, share_prefix):
+    from interpwb.scoring import continuation_logprobs
+    prompt, texts = chat_prompt(tiny, "Tell me about rivers."), ["They flow.", "Rivers run to the sea, mostly.", ""]
+    calls, handles = forward_calls(tiny)
+    try: fast = continuation_logprobs(tiny, prompt, texts, share_prefix=share_prefix)
+    finally:
+        for h in handles: h.remove()
+    assert calls["hf"] >= 1 and calls["bridge"] == 0, calls
+    with bridge_generation(): slow = continuation_logprobs(tiny, prompt, texts, share_prefix=share_prefix)
+    assert [len(x) for x in fast] == [len(x) for x in slow] and len(fast[0]) > 0 and len(fast[2]) == 0
+    for f, s in zip(fast, slow): torch.testing.assert_close(f, s, atol=1e-4, rtol=1e-4)

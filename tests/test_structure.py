@@ -14,7 +14,7 @@ MODULES = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__
 # What each part of the package may import (besides itself): the architecture, bottom to top.
 LAYERS = {
     "core": [], "textstats": [], "ui": [],
-    "models": ["core"], "scoring": ["core"], "testing": ["core", "models"],
+    "models": ["core"], "scoring": ["core", "models", "plain", "generation"], "testing": ["core", "models"],
     "plain": ["core", "models"], "generation": ["core", "models", "plain"], "activations": ["core", "models", "plain"],
     "steering": ["core", "models", "plain", "generation", "activations", "scoring", "textstats", "ui"],
     "sae": ["core", "models", "activations", "ui"],
