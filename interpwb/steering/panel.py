@@ -121,6 +121,9 @@ def _run(self:SteeringPanel):
         req = self.generation
         self.status.value = "generating ..."
         t0 = self._t0 = time.time(); self.timings = {}
+        p, n = self.prompt.value.strip(), self.max_new_tokens   # nothing of the last request's readings stays on screen
+        self.probs.update(base=self._base_cache.get((p, n, "probs")), steered=None); self.measured_kl = None
+        self._draw()
         try:
             asked = self._compute()
             if req != self.generation: continue  # stale: a newer click arrived while generating
@@ -183,11 +186,12 @@ def _draw(self:SteeringPanel):
     alpha = f"alpha {self.used_alpha:.3f}, " if self.used_alpha else "no steering, "
     if self.measured_kl is not None:
         self.strength_note.value = f"<span style='color:#555'>{alpha}{self.measured_kl:.2f} nats/token on this text</span>"
-    elif self.texts["steered"] is not None: self.strength_note.value = f"<span style='color:#555'>{alpha}measuring the KL ...</span>"
+    elif self.texts["steered"] is not None: self.strength_note.value = "<span style='color:#555'>the KL follows the text ...</span>"
     labels = self.eval_classifier.labels if self.eval_classifier is not None else self.steerer.labels
     self.figure = attribute_bars_figure(labels, self.probs["base"], self.probs["steered"], self.weights)
-    if self.eval_classifier is None or self.probs["base"] is None: return
-    show_figure(self.chart, self.figure)
+    if self.eval_classifier is None: return
+    if self.probs["base"] is None: self.chart.outputs = ()   # no bars of another prompt
+    else: show_figure(self.chart, self.figure)
 
 # %% ../../nbs/steering/09_panel.ipynb #d41ca292
 @patch
