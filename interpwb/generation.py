@@ -51,11 +51,12 @@ def bridge_generation():
     try: yield
     finally: _VIA_BRIDGE.reset(token)
 
-def _plain_route(model:TransformerBridge):
-    "(plain HF model, hook sites, hooked points) to run `model` on now; None when an attached hook or `bridge_generation` needs the bridge."
+@contextlib.contextmanager
+def _on_plain(model:TransformerBridge):
+    "Yields the plain HF model with the attached hooks relayed to it; None when an attached hook or `bridge_generation` needs the bridge."
     view, hooked = None if _VIA_BRIDGE.get() else _hf_view(model), hooked_points(model)
-    if view is None or any(id(m) not in view[2] for m in hooked): return None
-    return view[1], view[2], hooked
+    if view is None or any(id(m) not in view[2] for m in hooked): yield None; return
+    with _relayed(view[2], hooked): yield view[1]
 
 # %% ../nbs/03_generation.ipynb #81abb28c
 def _stop_ids(model:TransformerBridge) -> list[int]:
@@ -79,17 +80,15 @@ class _Streamer:
 def _generate_tokens(model:TransformerBridge, toks:torch.Tensor, mask:torch.Tensor, max_new_tokens:int, do_sample:bool,
                      on_text=None) -> torch.Tensor:
     "Prompt + new tokens `[batch, pos]`: HF `generate` on the plain model when every attached hook maps to it, else the bridge's loop."
-    route = _plain_route(model)
-    if route is None:
-        return model.generate(toks, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=do_sample,
-                              verbose=False, return_type="tokens", stop_at_eos=True)
     stop, pad = _stop_ids(model), model.tokenizer.pad_token_id
     sampling = dict(temperature=1.0, top_k=0, top_p=1.0) if do_sample else {}   # the full distribution, as the bridge samples
-    plain, sites, hooked = route
-    with _relayed(sites, hooked):
+    with _on_plain(model) as plain:
+        if plain is None:
+            return model.generate(toks, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=do_sample,
+                                  verbose=False, return_type="tokens", stop_at_eos=True)
         return plain.generate(toks, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=do_sample,
-                                eos_token_id=stop, pad_token_id=stop[0] if pad is None else pad,
-                                streamer=None if on_text is None else _Streamer(model, on_text), **sampling)
+                              eos_token_id=stop, pad_token_id=stop[0] if pad is None else pad,
+                              streamer=None if on_text is None else _Streamer(model, on_text), **sampling)
 
 # %% ../nbs/03_generation.ipynb #9a655c2e
 @torch.no_grad()
@@ -100,22 +99,20 @@ def forward_logits(model:TransformerBridge, # the language model (with whatever 
                   ) -> torch.Tensor:
     "Next-token logits `[batch, pos, vocab]` of `toks` with the attached hooks active: on the plain HF model when they all map to it, else the bridge."
     past = {} if past_key_values is None else dict(past_key_values=past_key_values)
-    route = _plain_route(model)
-    if route is None: return model(toks, attention_mask=attention_mask, **past)
-    plain, sites, hooked = route
-    with _relayed(sites, hooked): return plain(toks, attention_mask=attention_mask, use_cache=bool(past), **past).logits
+    with _on_plain(model) as plain:
+        if plain is None: return model(toks, attention_mask=attention_mask, **past)
+        return plain(toks, attention_mask=attention_mask, use_cache=bool(past), **past).logits
 
 @torch.no_grad()
 def prefix_cache(model:TransformerBridge, # the language model (hooks as for `forward_logits`)
                  toks:torch.Tensor, # token ids [1, pos] of a prefix that several texts share
                 ) -> DynamicCache:
     "The KV cache of `toks`, on the same route as `forward_logits`; deep-copy it (and repeat it per row) for each use."
-    route = _plain_route(model)
-    if route is None: return model(toks, return_type="logits_and_cache", use_cache=True)[1]
-    plain, sites, hooked = route
-    cache = DynamicCache(config=plain.config)
-    with _relayed(sites, hooked): plain(toks, past_key_values=cache, use_cache=True)
-    return cache
+    with _on_plain(model) as plain:
+        if plain is None: return model(toks, return_type="logits_and_cache", use_cache=True)[1]
+        cache = DynamicCache(config=plain.config)
+        plain(toks, past_key_values=cache, use_cache=True)
+        return cache
 
 # %% ../nbs/03_generation.ipynb #3503d599
 @torch.no_grad()
