@@ -127,9 +127,7 @@ def _run(self:SteeringPanel):
         try:
             asked = self._compute()
             if req != self.generation: continue  # stale: a newer click arrived while generating
-            self.texts.update(base=asked["base"], steered=asked["steered"])    # the unsteered bars only if known for this prompt
-            self.probs.update(base=self._base_cache.get((asked["prompt"], asked["n"], "probs")), steered=None)
-            self.used_alpha, self.measured_kl = asked["alpha"], None
+            self.texts.update(base=asked["base"], steered=asked["steered"]); self.used_alpha = asked["alpha"]
             self._draw(); self.timings["text"] = time.time() - t0        # the whole text is on screen
             self.status.value = "measuring the KL and the probabilities ..."
             kl, pb, ps = self._readings(asked)
